@@ -1,0 +1,2 @@
+DROP TABLE otp_tokens;
+DROP TABLE users;

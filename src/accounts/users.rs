@@ -1,0 +1,450 @@
+//! Users: any non-empty subset of username, email and phone, each unique.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::tokens::{self, Channel, db_time};
+use crate::db::schema::users;
+use crate::db::{self, AnyConnection};
+use crate::domain::{Email, Identifier, Phone, Region, Username};
+use crate::secret::Sensitive;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: Option<Username>,
+    pub email: Option<Email>,
+    pub phone: Option<Phone>,
+    pub(crate) password: Sensitive<String>,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: DateTime<Utc>,
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// What pages call the user: username, else email, else phone (the seed's `get_username`).
+    pub fn display_name(&self) -> &str {
+        self.username
+            .as_ref()
+            .map(Username::as_str)
+            .or(self.email.as_ref().map(Email::as_str))
+            .or(self.phone.as_ref().map(Phone::as_str))
+            .unwrap_or_default()
+    }
+
+    /// False for accounts made without a password: they can only get one through a reset.
+    pub fn has_usable_password(&self) -> bool {
+        super::Passwords::is_usable(&self.password.0)
+    }
+}
+
+/// The form fields a message can belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Username,
+    Email,
+    Phone,
+    Password,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Username => "username",
+            Field::Email => "email",
+            Field::Phone => "phone",
+            Field::Password => "password",
+        }
+    }
+}
+
+/// Messages for a form: each for one field, or for the whole form (`field: None`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldErrors(pub Vec<(Option<Field>, String)>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: Option<Field>, message: impl Into<String>) {
+        self.0.push((field, message.into()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, field: Field) -> Option<&str> {
+        self.0.iter().find(|(f, _)| *f == Some(field)).map(|(_, m)| m.as_str())
+    }
+
+    /// Messages not tied to one field.
+    pub fn general(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter(|(f, _)| f.is_none()).map(|(_, m)| m.as_str())
+    }
+
+    fn into_result(self) -> Result<(), FieldErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl fmt::Display for FieldErrors {
+    /// `field: message; …` on one line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (field, message)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            match field {
+                Some(field) => write!(f, "{}: {message}", field.as_str())?,
+                None => f.write_str(message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+pub const NEED_AN_IDENTIFIER: &str = "You must supply at least one of username, email address or phone number.";
+
+fn taken_message(field: Field) -> &'static str {
+    match field {
+        Field::Username => "A user with that username already exists.",
+        Field::Email => "A user with that email address already exists.",
+        Field::Phone | Field::Password => "A user with that phone number already exists.",
+    }
+}
+
+/// What `create_user` needs. Build it from typed values, or from raw text with
+/// [`NewUser::from_raw`].
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub username: Option<Username>,
+    pub email: Option<Email>,
+    pub phone: Option<Phone>,
+    /// `None`: an unusable password (as the seed's `set_password(None)`).
+    pub password: Option<Sensitive<String>>,
+    /// `None` means the default of the call: false for `create_user`, true for
+    /// `create_superuser` (which refuses an explicit false, as the seed does).
+    pub is_staff: Option<bool>,
+    pub is_superuser: Option<bool>,
+    /// Defaults to true.
+    pub is_active: Option<bool>,
+}
+
+impl NewUser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn username(mut self, username: Username) -> Self {
+        self.username = Some(username);
+        self
+    }
+
+    pub fn email(mut self, email: Email) -> Self {
+        self.email = Some(email);
+        self
+    }
+
+    pub fn phone(mut self, phone: Phone) -> Self {
+        self.phone = Some(phone);
+        self
+    }
+
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(Sensitive(password.to_owned()));
+        self
+    }
+
+    pub fn staff(mut self, is_staff: bool) -> Self {
+        self.is_staff = Some(is_staff);
+        self
+    }
+
+    pub fn superuser(mut self, is_superuser: bool) -> Self {
+        self.is_superuser = Some(is_superuser);
+        self
+    }
+
+    pub fn active(mut self, is_active: bool) -> Self {
+        self.is_active = Some(is_active);
+        self
+    }
+
+    /// Parses typed identifiers; blank or absent means "not given". Every bad field is reported.
+    pub fn from_raw(
+        username: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+        default_region: Option<Region>,
+    ) -> Result<NewUser, FieldErrors> {
+        fn given(raw: Option<&str>) -> Option<&str> {
+            raw.filter(|s| !s.trim().is_empty())
+        }
+        let mut errors = FieldErrors::default();
+        let mut new = NewUser::new();
+        if let Some(raw) = given(username) {
+            match Username::parse(raw) {
+                Ok(u) => new.username = Some(u),
+                Err(e) => errors.add(Some(Field::Username), e.0),
+            }
+        }
+        if let Some(raw) = given(email) {
+            match Email::parse(raw) {
+                Ok(e) => new.email = Some(e),
+                Err(e) => errors.add(Some(Field::Email), e.0),
+            }
+        }
+        if let Some(raw) = given(phone) {
+            match Phone::parse(raw, default_region) {
+                Ok(p) => new.phone = Some(p),
+                Err(e) => errors.add(Some(Field::Phone), e.0),
+            }
+        }
+        errors.into_result().map(|()| new)
+    }
+
+    pub(crate) fn has_identifier(&self) -> bool {
+        self.username.is_some() || self.email.is_some() || self.phone.is_some()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Shown next to the fields (taken, or no identifier at all).
+    #[error("{0}")]
+    Invalid(FieldErrors),
+    /// A programming error of the caller, as the seed's `ValueError`.
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<diesel::result::Error> for CreateUserError {
+    fn from(e: diesel::result::Error) -> Self {
+        CreateUserError::Unexpected(e.into())
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct Row {
+    id: i64,
+    username: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    password: String,
+    is_active: bool,
+    is_staff: bool,
+    is_superuser: bool,
+    date_joined: NaiveDateTime,
+    last_login: Option<NaiveDateTime>,
+}
+
+impl From<Row> for User {
+    fn from(r: Row) -> Self {
+        User {
+            id: r.id,
+            username: r.username.map(Username::from_stored),
+            email: r.email.map(Email::from_stored),
+            phone: r.phone.map(Phone::from_stored),
+            password: Sensitive(r.password),
+            is_active: r.is_active,
+            is_staff: r.is_staff,
+            is_superuser: r.is_superuser,
+            date_joined: r.date_joined.and_utc(),
+            last_login: r.last_login.map(|t| t.and_utc()),
+        }
+    }
+}
+
+pub(crate) fn get(conn: &mut AnyConnection, id: i64) -> QueryResult<Option<User>> {
+    users::table.find(id).select(Row::as_select()).first(conn).optional().map(|r| r.map(User::from))
+}
+
+pub(crate) fn find(conn: &mut AnyConnection, identifier: &Identifier) -> QueryResult<Option<User>> {
+    let query = users::table.select(Row::as_select()).into_boxed();
+    let query = match identifier {
+        Identifier::Username(u) => query.filter(users::username_key.eq(u.key())),
+        Identifier::Email(e) => query.filter(users::email_key.eq(e.key())),
+        Identifier::Phone(p) => query.filter(users::phone.eq(p.as_str())),
+    };
+    query.first(conn).optional().map(|r| r.map(User::from))
+}
+
+/// The seed's `get_by_natural_key`: the user matching every identifier given.
+pub(crate) fn find_by_natural_key(
+    conn: &mut AnyConnection,
+    username: Option<&Username>,
+    email: Option<&Email>,
+    phone: Option<&Phone>,
+) -> QueryResult<Option<User>> {
+    let mut query = users::table.select(Row::as_select()).into_boxed();
+    if let Some(u) = username {
+        query = query.filter(users::username_key.eq(u.key()));
+    }
+    if let Some(e) = email {
+        query = query.filter(users::email_key.eq(e.key()));
+    }
+    if let Some(p) = phone {
+        query = query.filter(users::phone.eq(p.as_str()));
+    }
+    query.first(conn).optional().map(|r| r.map(User::from))
+}
+
+/// Which of the given identifiers already belong to someone (other than `except`).
+pub(crate) fn taken(
+    conn: &mut AnyConnection,
+    username: Option<&Username>,
+    email: Option<&Email>,
+    phone: Option<&Phone>,
+    except: Option<i64>,
+) -> QueryResult<FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let candidates = [
+        username.map(|u| (Field::Username, Identifier::Username(u.clone()))),
+        email.map(|e| (Field::Email, Identifier::Email(e.clone()))),
+        phone.map(|p| (Field::Phone, Identifier::Phone(p.clone()))),
+    ];
+    for (field, identifier) in candidates.into_iter().flatten() {
+        if find(conn, &identifier)?.is_some_and(|owner| Some(owner.id) != except) {
+            errors.add(Some(field), taken_message(field));
+        }
+    }
+    Ok(errors)
+}
+
+/// Maps a unique violation (a race lost to a concurrent insert) to its field's message.
+pub(crate) fn taken_by_race(e: &diesel::result::Error) -> Option<FieldErrors> {
+    let constraint = db::unique_violation(e)?;
+    let field = [Field::Username, Field::Email, Field::Phone].into_iter().find(|f| constraint.contains(f.as_str()))?;
+    let mut errors = FieldErrors::default();
+    errors.add(Some(field), taken_message(field));
+    Some(errors)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+struct Insert<'a> {
+    username: Option<&'a str>,
+    username_key: Option<String>,
+    email: Option<&'a str>,
+    email_key: Option<String>,
+    phone: Option<&'a str>,
+    password: &'a str,
+    is_active: bool,
+    is_staff: bool,
+    is_superuser: bool,
+    date_joined: NaiveDateTime,
+}
+
+/// Inserts the user and its tokens in one transaction. `password_hash` is already computed, so
+/// no hashing happens while the write lock is held.
+pub(crate) fn insert(
+    conn: &mut AnyConnection,
+    new: &NewUser,
+    password_hash: &str,
+    is_staff: bool,
+    is_superuser: bool,
+    now: DateTime<Utc>,
+) -> Result<User, CreateUserError> {
+    if !new.has_identifier() {
+        let mut errors = FieldErrors::default();
+        errors.add(None, NEED_AN_IDENTIFIER);
+        return Err(CreateUserError::Invalid(errors));
+    }
+    // Friendly errors for every taken field at once; the unique indexes still decide races.
+    taken(conn, new.username.as_ref(), new.email.as_ref(), new.phone.as_ref(), None)?
+        .into_result()
+        .map_err(CreateUserError::Invalid)?;
+
+    let row = Insert {
+        username: new.username.as_ref().map(Username::as_str),
+        username_key: new.username.as_ref().map(Username::key),
+        email: new.email.as_ref().map(Email::as_str),
+        email_key: new.email.as_ref().map(Email::key),
+        phone: new.phone.as_ref().map(Phone::as_str),
+        password: password_hash,
+        is_active: new.is_active.unwrap_or(true),
+        is_staff,
+        is_superuser,
+        date_joined: db_time(now),
+    };
+    let result = db::write_transaction(conn, |conn| {
+        diesel::insert_into(users::table).values(&row).execute(conn)?;
+        // Read it back by a unique key (portable: no RETURNING needed).
+        let identifier = match (&new.username, &new.email, &new.phone) {
+            (Some(u), _, _) => Identifier::Username(u.clone()),
+            (None, Some(e), _) => Identifier::Email(e.clone()),
+            (None, None, Some(p)) => Identifier::Phone(p.clone()),
+            (None, None, None) => unreachable!("checked above"),
+        };
+        let user = find(conn, &identifier)?.ok_or(diesel::result::Error::NotFound)?;
+        tokens::sync_address(conn, user.id, Channel::Email, row.email)?;
+        tokens::sync_address(conn, user.id, Channel::Phone, row.phone)?;
+        Ok::<_, diesel::result::Error>(user)
+    });
+    result.map_err(|e| match taken_by_race(&e) {
+        Some(errors) => CreateUserError::Invalid(errors),
+        None => e.into(),
+    })
+}
+
+pub(crate) fn set_password_hash(conn: &mut AnyConnection, user_id: i64, hash: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(user_id)).set(users::password.eq(hash)).execute(conn)
+}
+
+pub(crate) fn record_login(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(users::table.find(user_id)).set(users::last_login.eq(Some(db_time(now)))).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_fields_are_not_given_and_bad_ones_are_all_reported() {
+        let new = NewUser::from_raw(Some("alice"), Some(" "), None, None).unwrap();
+        assert!(new.username.is_some() && new.email.is_none() && new.phone.is_none());
+
+        let errors = NewUser::from_raw(Some(".alice"), Some("nope"), Some("123"), None).unwrap_err();
+        assert!(errors.get(Field::Username).is_some());
+        assert_eq!(errors.get(Field::Email), Some("Enter a valid email address."));
+        assert!(errors.get(Field::Phone).is_some());
+        assert_eq!(errors.0.len(), 3);
+    }
+
+    #[test]
+    fn errors_print_on_one_line() {
+        let mut errors = FieldErrors::default();
+        errors.add(Some(Field::Email), taken_message(Field::Email));
+        errors.add(None, NEED_AN_IDENTIFIER);
+        let line = errors.to_string();
+        assert_eq!(line, format!("email: A user with that email address already exists.; {NEED_AN_IDENTIFIER}"));
+        assert_eq!(errors.general().count(), 1);
+    }
+
+    #[test]
+    fn display_name_prefers_username_then_email_then_phone() {
+        let mut user = User {
+            id: 1,
+            username: None,
+            email: Some(Email::parse("a@x.org").unwrap()),
+            phone: Some(Phone::parse("+12025551234", None).unwrap()),
+            password: Sensitive("!".into()),
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            date_joined: Utc::now(),
+            last_login: None,
+        };
+        assert_eq!(user.display_name(), "a@x.org");
+        user.email = None;
+        assert_eq!(user.display_name(), "+12025551234");
+        user.username = Some(Username::parse("alice").unwrap());
+        assert_eq!(user.display_name(), "alice");
+        assert!(!user.has_usable_password());
+    }
+}

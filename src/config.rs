@@ -1,0 +1,293 @@
+//! Settings from the environment (CONTRACT.md, "Configuration"). Every variable is optional;
+//! a bad value is a one-line [`ConfigError`] naming the variable, never a panic.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use url::Url;
+
+use crate::db::DatabaseUrl;
+use crate::domain::Region;
+use crate::secret::{SecretKey, Sensitive};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+#[derive(Debug, Clone)]
+pub enum EmailBackend {
+    /// Messages (codes included) are written to the log: for development.
+    Console,
+    /// One `.eml` file per message in this folder.
+    File(PathBuf),
+    Smtp(Sensitive<Url>),
+}
+
+#[derive(Debug, Clone)]
+pub enum SmsBackend {
+    Console,
+    /// One JSON file per message in this folder.
+    File(PathBuf),
+    /// POST `{"to": "+E164", "body": "text"}`; any 2xx is success.
+    Webhook(Sensitive<Url>),
+}
+
+/// argon2id cost; OWASP's recommendation (m=19456 KiB, t=2, p=1) by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashCost {
+    fn default() -> Self {
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+    }
+}
+
+/// How one-time codes are made and throttled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtpPolicy {
+    pub ttl: Duration,
+    pub length: usize,
+    pub resend_cooldown: Duration,
+    pub daily_limit: u32,
+}
+
+impl Default for OtpPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(900),
+            length: 6,
+            resend_cooldown: Duration::from_secs(60),
+            daily_limit: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub bind: String,
+    pub public_url: Url,
+    pub secret_key: SecretKey,
+    /// True when no `FLEX_USER_SECRET_KEY` was given and a random one is in use.
+    pub secret_key_is_random: bool,
+    pub email_backend: EmailBackend,
+    pub email_from: Mailbox,
+    pub sms_backend: SmsBackend,
+    pub otp: OtpPolicy,
+    pub ip_rate_limit: u32,
+    pub sms_hourly_limit: u32,
+    pub default_region: Option<Region>,
+    pub hash_cost: HashCost,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests). Empty values count
+    /// as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let database_url = DatabaseUrl::parse(&get("DATABASE_URL").unwrap_or_else(|| "sqlite://flex-user.db".into()))
+            .map_err(|m| err("DATABASE_URL", m))?;
+
+        let bind = get("FLEX_USER_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+        if !bind.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+            return Err(err("FLEX_USER_BIND", format!("{bind:?} is not HOST:PORT")));
+        }
+
+        let public_url = get("FLEX_USER_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
+        let public_url = Url::parse(&public_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| err("FLEX_USER_PUBLIC_URL", format!("{public_url:?} is not an http(s) URL")))?;
+
+        let (secret_key, secret_key_is_random) = match get("FLEX_USER_SECRET_KEY") {
+            Some(text) => (SecretKey::parse(&text).map_err(|m| err("FLEX_USER_SECRET_KEY", m))?, false),
+            None => (SecretKey::random(), true),
+        };
+
+        let email_backend = match get("FLEX_USER_EMAIL_BACKEND").as_deref().unwrap_or("console") {
+            "console" => EmailBackend::Console,
+            "file" => EmailBackend::File(get("FLEX_USER_EMAIL_FILE_DIR").unwrap_or_else(|| "./outbox/email".into()).into()),
+            "smtp" => {
+                let url = get("FLEX_USER_SMTP_URL")
+                    .ok_or_else(|| err("FLEX_USER_SMTP_URL", "must be set when FLEX_USER_EMAIL_BACKEND=smtp"))?;
+                let url = Url::parse(&url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some())
+                    .ok_or_else(|| err("FLEX_USER_SMTP_URL", "is not an smtp:// or smtps:// URL"))?;
+                EmailBackend::Smtp(Sensitive(url))
+            }
+            other => return Err(err("FLEX_USER_EMAIL_BACKEND", format!("{other:?} is not one of console, file, smtp"))),
+        };
+
+        let email_from = get("FLEX_USER_EMAIL_FROM").unwrap_or_else(|| "flex-user <no-reply@localhost>".into());
+        let email_from: Mailbox = email_from
+            .parse()
+            .map_err(|_| err("FLEX_USER_EMAIL_FROM", format!("{email_from:?} is not an email address")))?;
+
+        let sms_backend = match get("FLEX_USER_SMS_BACKEND").as_deref().unwrap_or("console") {
+            "console" => SmsBackend::Console,
+            "file" => SmsBackend::File(get("FLEX_USER_SMS_FILE_DIR").unwrap_or_else(|| "./outbox/sms".into()).into()),
+            "webhook" => {
+                let url = get("FLEX_USER_SMS_WEBHOOK_URL")
+                    .ok_or_else(|| err("FLEX_USER_SMS_WEBHOOK_URL", "must be set when FLEX_USER_SMS_BACKEND=webhook"))?;
+                let url = Url::parse(&url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| err("FLEX_USER_SMS_WEBHOOK_URL", "is not an http(s) URL"))?;
+                SmsBackend::Webhook(Sensitive(url))
+            }
+            other => return Err(err("FLEX_USER_SMS_BACKEND", format!("{other:?} is not one of console, file, webhook"))),
+        };
+
+        let number = |var: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64, ConfigError> {
+            let Some(text) = get(var) else { return Ok(default) };
+            let value: u64 = text.trim().parse().map_err(|_| err(var, format!("{text:?} is not a whole number")))?;
+            if !range.contains(&value) {
+                return Err(err(var, format!("must be between {} and {}", range.start(), range.end())));
+            }
+            Ok(value)
+        };
+        const DAY: u64 = 86_400;
+        let otp = OtpPolicy {
+            ttl: Duration::from_secs(number("FLEX_USER_OTP_TTL", 900, 1..=DAY)?),
+            length: number("FLEX_USER_OTP_LENGTH", 6, 4..=10)? as usize,
+            resend_cooldown: Duration::from_secs(number("FLEX_USER_OTP_RESEND_COOLDOWN", 60, 0..=DAY)?),
+            daily_limit: number("FLEX_USER_OTP_DAILY_LIMIT", 10, 1..=10_000)? as u32,
+        };
+        let ip_rate_limit = number("FLEX_USER_IP_RATE_LIMIT", 60, 0..=1_000_000)? as u32;
+        let sms_hourly_limit = number("FLEX_USER_SMS_HOURLY_LIMIT", 200, 0..=10_000_000)? as u32;
+
+        let default_region = get("FLEX_USER_DEFAULT_REGION")
+            .map(|code| Region::parse(&code).map_err(|e| err("FLEX_USER_DEFAULT_REGION", e.0)))
+            .transpose()?;
+
+        let defaults = HashCost::default();
+        let hash_cost = HashCost {
+            memory_kib: number("FLEX_USER_ARGON2_MEMORY_KIB", defaults.memory_kib.into(), 8..=4_194_304)? as u32,
+            iterations: number("FLEX_USER_ARGON2_ITERATIONS", defaults.iterations.into(), 1..=100)? as u32,
+            parallelism: number("FLEX_USER_ARGON2_PARALLELISM", defaults.parallelism.into(), 1..=64)? as u32,
+        };
+        if hash_cost.memory_kib < 8 * hash_cost.parallelism {
+            return Err(err("FLEX_USER_ARGON2_MEMORY_KIB", "must be at least 8 KiB per lane of parallelism"));
+        }
+
+        Ok(Settings {
+            database_url,
+            bind,
+            public_url,
+            secret_key,
+            secret_key_is_random,
+            email_backend,
+            email_from,
+            sms_backend,
+            otp,
+            ip_rate_limit,
+            sms_hourly_limit,
+            default_region,
+            hash_cost,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn error(vars: &[(&str, &str)]) -> String {
+        settings(vars).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("flex-user.db".into()));
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(s.secret_key_is_random);
+        assert!(matches!(s.email_backend, EmailBackend::Console));
+        assert!(matches!(s.sms_backend, SmsBackend::Console));
+        assert_eq!(s.email_from.email.to_string(), "no-reply@localhost");
+        assert_eq!(s.otp, OtpPolicy::default());
+        assert_eq!((s.ip_rate_limit, s.sms_hourly_limit), (60, 200));
+        assert_eq!(s.default_region, None);
+        assert_eq!(s.hash_cost, HashCost::default());
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_bind_address() {
+        let s = settings(&[("FLEX_USER_BIND", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(s.public_url.as_str(), "http://0.0.0.0:9000/");
+    }
+
+    #[test]
+    fn contract_configuration_errors() {
+        assert!(error(&[("FLEX_USER_EMAIL_BACKEND", "smtp")]).starts_with("FLEX_USER_SMTP_URL:"));
+        assert!(error(&[("FLEX_USER_SMS_BACKEND", "webhook")]).starts_with("FLEX_USER_SMS_WEBHOOK_URL:"));
+        assert!(error(&[("FLEX_USER_OTP_LENGTH", "3")]).starts_with("FLEX_USER_OTP_LENGTH:"));
+        assert!(error(&[("FLEX_USER_OTP_LENGTH", "11")]).starts_with("FLEX_USER_OTP_LENGTH:"));
+        assert!(error(&[("FLEX_USER_SECRET_KEY", "abcd")]).starts_with("FLEX_USER_SECRET_KEY:"));
+        assert!(error(&[("DATABASE_URL", "mysql://x")]).starts_with("DATABASE_URL:"));
+        assert!(error(&[("FLEX_USER_OTP_TTL", "ten")]).starts_with("FLEX_USER_OTP_TTL:"));
+        assert!(error(&[("FLEX_USER_DEFAULT_REGION", "XX")]).starts_with("FLEX_USER_DEFAULT_REGION:"));
+        assert!(error(&[("FLEX_USER_BIND", "nowhere")]).starts_with("FLEX_USER_BIND:"));
+        assert!(error(&[("FLEX_USER_EMAIL_BACKEND", "pigeon")]).starts_with("FLEX_USER_EMAIL_BACKEND:"));
+        for e in [error(&[("FLEX_USER_OTP_LENGTH", "3")]), error(&[("FLEX_USER_SECRET_KEY", "abcd")])] {
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://u@localhost/db"),
+            ("FLEX_USER_SECRET_KEY", &"0f".repeat(32)),
+            ("FLEX_USER_EMAIL_BACKEND", "smtp"),
+            ("FLEX_USER_SMTP_URL", "smtps://user:pass@mail.example.org"),
+            ("FLEX_USER_EMAIL_FROM", "Example <auth@example.org>"),
+            ("FLEX_USER_SMS_BACKEND", "webhook"),
+            ("FLEX_USER_SMS_WEBHOOK_URL", "http://127.0.0.1:9/sms"),
+            ("FLEX_USER_OTP_TTL", "300"),
+            ("FLEX_USER_OTP_LENGTH", "8"),
+            ("FLEX_USER_OTP_RESEND_COOLDOWN", "30"),
+            ("FLEX_USER_OTP_DAILY_LIMIT", "5"),
+            ("FLEX_USER_IP_RATE_LIMIT", "0"),
+            ("FLEX_USER_SMS_HOURLY_LIMIT", "50"),
+            ("FLEX_USER_DEFAULT_REGION", "gb"),
+        ])
+        .unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Postgres("postgres://u@localhost/db".into()));
+        assert!(!s.secret_key_is_random);
+        assert_eq!(s.otp.ttl, Duration::from_secs(300));
+        assert_eq!(s.otp.length, 8);
+        assert_eq!(s.otp.daily_limit, 5);
+        assert_eq!(s.ip_rate_limit, 0);
+        assert_eq!(s.default_region, Some(Region::parse("GB").unwrap()));
+        // the SMTP password must not reach a log line through Debug
+        assert!(!format!("{s:?}").contains("pass@"));
+    }
+}

@@ -1,0 +1,174 @@
+//! The `flex-user` command: serve (the default), migrate, create-user, create-superuser.
+//! Every failure is one line on stderr and a non-zero exit, never a backtrace.
+
+use std::io::BufRead as _;
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use flex_user::accounts::{Accounts, CreateUserError, FieldErrors, NewUser};
+use flex_user::config::Settings;
+use flex_user::{db, web};
+
+#[derive(Parser)]
+#[command(name = "flex-user", version, about = "Sign up and sign in with a username, an email address or a phone number")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web server (the default)
+    Serve,
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Create a user with any of username, email and phone
+    CreateUser(CreateArgs),
+    /// Create a user with staff and superuser status
+    CreateSuperuser(CreateArgs),
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    phone: Option<String>,
+    /// Read the password from the first line of standard input (else the password is unusable
+    /// until a reset)
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("internal error: {}", message.lines().next().unwrap_or_default());
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.to_string();
+            eprintln!("{}", rendered.lines().next().unwrap_or("invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command.unwrap_or(Command::Serve)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("{line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    let settings = Settings::from_env().map_err(|e| e.to_string())?;
+    match command {
+        Command::Serve => serve(settings),
+        Command::Migrate => {
+            init_logging();
+            let mut conn = settings.database_url.connect().map_err(|e| e.to_string())?;
+            let applied = db::migrate(&mut conn).map_err(|e| e.to_string())?;
+            println!("applied {applied} migration(s) to {}", settings.database_url);
+            Ok(())
+        }
+        Command::CreateUser(args) => create(settings, args, false),
+        Command::CreateSuperuser(args) => create(settings, args, true),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn serve(settings: Settings) -> Result<(), String> {
+    init_logging();
+    if settings.secret_key_is_random {
+        tracing::warn!(
+            "FLEX_USER_SECRET_KEY is not set: using a random key, so sessions and codes end when the process does"
+        );
+    }
+    let pool = db::connect(&settings.database_url, 16).map_err(|e| e.to_string())?;
+    let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
+    let listener =
+        TcpListener::bind(&settings.bind).map_err(|e| format!("FLEX_USER_BIND: cannot listen on {}: {e}", settings.bind))?;
+    tracing::info!(database = %settings.database_url, bind = %settings.bind, "starting");
+    println!("flex-user is serving {}", settings.public_url);
+    let state = web::AppState { accounts, settings: Arc::new(settings) };
+    actix_web::rt::System::new()
+        .block_on(async move { web::run(listener, state)?.await })
+        .map_err(|e| format!("server: {e}"))
+}
+
+fn create(settings: Settings, args: CreateArgs, superuser: bool) -> Result<(), String> {
+    let mut new = NewUser::from_raw(
+        args.username.as_deref(),
+        args.email.as_deref(),
+        args.phone.as_deref(),
+        settings.default_region,
+    )
+    .map_err(|e| cli_line(&e))?;
+    if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("password: cannot read standard input: {e}"))?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err("password: standard input held no password".into());
+        }
+        new = new.password(password);
+    } else if new.email.is_none() && new.phone.is_none() && new.username.is_some() {
+        // Nobody could ever sign in: no password, and no address to reset one through. (With no
+        // identifier at all, `create_user` gives the seed's message.)
+        return Err("password: an account without a password needs an email or phone to get one by reset".into());
+    }
+
+    let pool = db::connect(&settings.database_url, 2).map_err(|e| e.to_string())?;
+    let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
+    let created = if superuser { accounts.create_superuser(new) } else { accounts.create_user(new) };
+    match created {
+        Ok(user) => {
+            println!("created {} {} ({})", if superuser { "superuser" } else { "user" }, user.id, user.display_name());
+            Ok(())
+        }
+        Err(CreateUserError::Invalid(errors)) => Err(cli_line(&errors)),
+        Err(CreateUserError::Refused(message)) => Err(message.to_string()),
+        Err(CreateUserError::Unexpected(e)) => Err(format!("{e:#}")),
+    }
+}
+
+/// `email: a user with that email address already exists` (the form messages, as a CLI line).
+fn cli_line(errors: &FieldErrors) -> String {
+    let quiet = |message: &str| {
+        let message = message.trim_end_matches('.');
+        let mut chars = message.chars();
+        chars.next().map(|c| c.to_lowercase().chain(chars).collect::<String>()).unwrap_or_default()
+    };
+    errors
+        .0
+        .iter()
+        .map(|(field, message)| match field {
+            Some(field) => format!("{}: {}", field.as_str(), quiet(message)),
+            None => quiet(message),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

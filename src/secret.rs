@@ -1,0 +1,94 @@
+//! Secrets in types whose `Debug` shows nothing, so they cannot leak through logs or panics.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use rand::RngExt as _;
+
+/// The deployment's secret (`FLEX_USER_SECRET_KEY`): signs cookies and keys the OTP hashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(Vec<u8>);
+
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl SecretKey {
+    /// Hex when the text is an even-length run of hex digits, else base64 (standard or URL-safe,
+    /// padded or not). Must decode to at least 32 bytes.
+    pub fn parse(text: &str) -> Result<SecretKey, String> {
+        let text = text.trim();
+        let is_hex = !text.is_empty() && text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let bytes = if is_hex {
+            hex::decode(text).map_err(|e| e.to_string())?
+        } else {
+            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+                .iter()
+                .find_map(|engine| engine.decode(text).ok())
+                .ok_or("is neither hex nor base64")?
+        };
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "must be at least {MIN_SECRET_BYTES} bytes (64 hex digits or 44 base64 characters), got {}",
+                bytes.len()
+            ));
+        }
+        Ok(SecretKey(bytes))
+    }
+
+    /// A fresh random key of 64 bytes.
+    pub fn random() -> SecretKey {
+        let mut bytes = vec![0u8; 64];
+        rand::rng().fill(&mut bytes[..]);
+        SecretKey(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}
+
+/// A string that must not be printed: a password, a URL with credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive<T>(pub T);
+
+impl<T> fmt::Debug for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_hex_and_base64() {
+        let hex_key = "00".repeat(32);
+        assert_eq!(SecretKey::parse(&hex_key).unwrap().expose(), &[0u8; 32]);
+        let b64 = STANDARD.encode([7u8; 40]);
+        assert_eq!(SecretKey::parse(&b64).unwrap().expose(), &[7u8; 40]);
+        let url = URL_SAFE_NO_PAD.encode([0xfbu8; 33]);
+        assert_eq!(SecretKey::parse(&url).unwrap().expose(), &[0xfbu8; 33]);
+    }
+
+    #[test]
+    fn refuses_short_or_garbled_keys() {
+        assert!(SecretKey::parse(&"ab".repeat(31)).unwrap_err().contains("at least 32 bytes"));
+        assert!(SecretKey::parse("short").is_err());
+        assert!(SecretKey::parse("not base64 at all!!").is_err());
+        assert!(SecretKey::parse("").is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let key = SecretKey::parse(&"ab".repeat(32)).unwrap();
+        assert_eq!(format!("{key:?}"), "SecretKey(***)");
+        assert_eq!(format!("{:?}", Sensitive("hunter2")), "***");
+    }
+}
