@@ -150,8 +150,7 @@ fn create(settings: Settings, args: CreateArgs, superuser: bool) -> Result<(), S
             Ok(())
         }
         Err(CreateUserError::Invalid(errors)) => Err(cli_line(&errors)),
-        Err(CreateUserError::Refused(message)) => Err(message.to_string()),
-        Err(CreateUserError::Unexpected(e)) => Err(format!("{e:#}")),
+        Err(e) => Err(format!("{e:#}")),
     }
 }
 

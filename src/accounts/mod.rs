@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 pub use passwords::Passwords;
 pub use throttle::Throttled;
 pub use tokens::{Channel, CheckError, OtpCode, OtpToken};
-pub use users::{CreateUserError, Field, FieldErrors, NewUser, User};
+pub use users::{AccountError, Change, CreateUserError, Field, FieldErrors, IdentifierChanges, NewUser, Updated, User};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -149,6 +149,11 @@ impl Accounts {
             self.set_password(user.id, Some(password))?;
         }
         Ok(Some(user))
+    }
+
+    /// Changes, removes or keeps each identifier (see [`Change`]); at least one must remain.
+    pub fn update_identifiers(&self, user_id: i64, changes: IdentifierChanges) -> Result<Updated, AccountError> {
+        users::update_identifiers(&mut *self.conn()?, user_id, changes)
     }
 
     /// Records a successful sign-in (Django's `update_last_login`).

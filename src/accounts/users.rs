@@ -211,18 +211,24 @@ impl NewUser {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CreateUserError {
+pub enum AccountError {
     /// Shown next to the fields (taken, or no identifier at all).
     #[error("{0}")]
     Invalid(FieldErrors),
     /// A programming error of the caller, as the seed's `ValueError`.
     #[error("{0}")]
     Refused(&'static str),
+    /// The user is gone (deleted meanwhile).
+    #[error("no such user")]
+    NoUser,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<diesel::result::Error> for CreateUserError {
+/// The seed's name for what `create_user` returns.
+pub type CreateUserError = AccountError;
+
+impl From<diesel::result::Error> for AccountError {
     fn from(e: diesel::result::Error) -> Self {
         CreateUserError::Unexpected(e.into())
     }
@@ -389,6 +395,101 @@ pub(crate) fn insert(
     result.map_err(|e| match taken_by_race(&e) {
         Some(errors) => CreateUserError::Invalid(errors),
         None => e.into(),
+    })
+}
+
+/// What to do with one identifier of an existing user.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Change<T> {
+    /// Leave it as it is (the form had no such field).
+    #[default]
+    Keep,
+    /// Remove it (the field was blank).
+    Remove,
+    /// Set it; a value equal to the stored one (by its uniqueness key) changes nothing.
+    Set(T),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IdentifierChanges {
+    pub username: Change<Username>,
+    pub email: Change<Email>,
+    pub phone: Change<Phone>,
+}
+
+/// The user before and after a change of identifiers.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    pub before: User,
+    pub after: User,
+}
+
+impl Updated {
+    /// The email address if it is new (the token was reset and wants a code).
+    pub fn new_email(&self) -> Option<&Email> {
+        self.after.email.as_ref().filter(|_| self.before.email != self.after.email)
+    }
+
+    pub fn new_phone(&self) -> Option<&Phone> {
+        self.after.phone.as_ref().filter(|_| self.before.phone != self.after.phone)
+    }
+}
+
+fn apply_change<T: Clone>(old: &Option<T>, change: Change<T>, key: impl Fn(&T) -> String) -> Option<T> {
+    match change {
+        Change::Keep => old.clone(),
+        Change::Remove => None,
+        Change::Set(new) if old.as_ref().is_some_and(|old| key(old) == key(&new)) => old.clone(),
+        Change::Set(new) => Some(new),
+    }
+}
+
+/// Changes identifiers in one transaction; a changed email or phone gets a reset token (so it
+/// is unverified), a removed one loses its token, an unchanged one keeps it verified.
+pub(crate) fn update_identifiers(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    changes: IdentifierChanges,
+) -> Result<Updated, AccountError> {
+    let result = db::write_transaction(conn, |conn| {
+        let before = get(conn, user_id)?.ok_or(AccountError::NoUser)?;
+        let username = apply_change(&before.username, changes.username, Username::key);
+        let email = apply_change(&before.email, changes.email, Email::key);
+        let phone = apply_change(&before.phone, changes.phone, |p: &Phone| p.as_str().to_owned());
+        if username.is_none() && email.is_none() && phone.is_none() {
+            let mut errors = FieldErrors::default();
+            errors.add(None, NEED_AN_IDENTIFIER);
+            return Err(AccountError::Invalid(errors));
+        }
+        taken(
+            conn,
+            username.as_ref().filter(|_| username != before.username),
+            email.as_ref().filter(|_| email != before.email),
+            phone.as_ref().filter(|_| phone != before.phone),
+            Some(user_id),
+        )?
+        .into_result()
+        .map_err(AccountError::Invalid)?;
+        diesel::update(users::table.find(user_id))
+            .set((
+                users::username.eq(username.as_ref().map(Username::as_str)),
+                users::username_key.eq(username.as_ref().map(Username::key)),
+                users::email.eq(email.as_ref().map(Email::as_str)),
+                users::email_key.eq(email.as_ref().map(Email::key)),
+                users::phone.eq(phone.as_ref().map(Phone::as_str)),
+            ))
+            .execute(conn)?;
+        tokens::sync_address(conn, user_id, Channel::Email, email.as_ref().map(Email::as_str))?;
+        tokens::sync_address(conn, user_id, Channel::Phone, phone.as_ref().map(Phone::as_str))?;
+        let after = get(conn, user_id)?.ok_or(AccountError::NoUser)?;
+        Ok(Updated { before, after })
+    });
+    result.map_err(|e| match e {
+        AccountError::Unexpected(ref inner) => match inner.downcast_ref::<diesel::result::Error>().and_then(taken_by_race) {
+            Some(errors) => AccountError::Invalid(errors),
+            None => e,
+        },
+        e => e,
     })
 }
 
