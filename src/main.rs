@@ -101,15 +101,16 @@ fn init_logging() {
 
 fn serve(settings: Settings) -> Result<(), String> {
     init_logging();
+    // Everything that can fail on bad configuration comes first, so a failure is one line.
+    let pool = db::connect(&settings.database_url, 16).map_err(|e| e.to_string())?;
+    let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
+    let listener =
+        TcpListener::bind(&settings.bind).map_err(|e| format!("FLEX_USER_BIND: cannot listen on {}: {e}", settings.bind))?;
     if settings.secret_key_is_random {
         tracing::warn!(
             "FLEX_USER_SECRET_KEY is not set: using a random key, so sessions and codes end when the process does"
         );
     }
-    let pool = db::connect(&settings.database_url, 16).map_err(|e| e.to_string())?;
-    let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
-    let listener =
-        TcpListener::bind(&settings.bind).map_err(|e| format!("FLEX_USER_BIND: cannot listen on {}: {e}", settings.bind))?;
     tracing::info!(database = %settings.database_url, bind = %settings.bind, "starting");
     println!("flex-user is serving {}", settings.public_url);
     let state = web::AppState { accounts, settings: Arc::new(settings) };

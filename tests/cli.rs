@@ -1,0 +1,177 @@
+//! The built `flex-user` binary, driven as an operator would.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use flex_user::domain::Identifier;
+
+/// The binary with a clean environment: only what the test gives it, cheap argon2.
+fn flex_user(db_url: &str, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("DATABASE_URL", db_url)
+        .env("FLEX_USER_ARGON2_MEMORY_KIB", "256")
+        .env("FLEX_USER_ARGON2_ITERATIONS", "1");
+    cmd
+}
+
+fn run(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Exit code non-zero, and exactly one line on stderr: returns it.
+fn one_line_failure(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line on stderr, got: {stderr:?}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+on_both_databases!(create_user_and_superuser, create_user_refusals);
+
+fn create_user_and_superuser(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.env_url();
+    let mut cmd = flex_user(&url, dir.path());
+    cmd.args(["create-user", "--username", "alice", "--email", "Alice@Example.org", "--password-stdin"]);
+    let out = run(cmd, "pass word\r\nsecond line ignored\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "no log noise: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut cmd = flex_user(&url, dir.path());
+    cmd.args(["create-superuser", "--phone", "+1 202 555 1234"]);
+    let out = run(cmd, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (accounts, _) = db.accounts(&[]);
+    let alice = accounts.authenticate("alice@example.org", "pass word").unwrap().expect("password from stdin");
+    assert!(!alice.is_superuser && !alice.is_staff);
+    assert!(accounts.authenticate("alice", "pass word\r").unwrap().is_none(), "line ending is not part of it");
+    let root = accounts.find_user(&Identifier::infer("+12025551234", None).unwrap()).unwrap().unwrap();
+    assert!(root.is_superuser && root.is_staff);
+    assert!(!root.has_usable_password(), "no --password-stdin: unusable password");
+}
+
+fn create_user_refusals(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.env_url();
+    let create = |args: &[&str], stdin: &str| {
+        let mut cmd = flex_user(&url, dir.path());
+        cmd.arg("create-user").args(args);
+        run(cmd, stdin)
+    };
+    assert!(create(&["--email", "dup@x.org"], "").status.success());
+
+    let line = one_line_failure(&create(&["--email", "DUP@x.org", "--password-stdin"], "pw\n"));
+    assert_eq!(line, "email: a user with that email address already exists");
+
+    let line = one_line_failure(&create(&["--password-stdin"], "pw\n"));
+    assert_eq!(line, "you must supply at least one of username, email address or phone number");
+
+    let line = one_line_failure(&create(&["--username", "nobody"], ""));
+    assert!(line.starts_with("password: "), "{line}");
+
+    let line = one_line_failure(&create(&["--username", ".bad", "--phone", "12"], ""));
+    assert!(line.starts_with("username: ") && line.contains("; phone: "), "{line}");
+
+    let line = one_line_failure(&create(&["--username", "x", "--bogus"], ""));
+    assert!(line.contains("--bogus"), "{line}");
+
+    // nothing was created by the refusals
+    let (accounts, _) = db.accounts(&[]);
+    assert!(accounts.find_user(&Identifier::infer("nobody", None).unwrap()).unwrap().is_none());
+}
+
+#[test]
+fn configuration_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    for (var, value, expect) in [
+        ("FLEX_USER_OTP_LENGTH", "3", "FLEX_USER_OTP_LENGTH"),
+        ("FLEX_USER_SECRET_KEY", "tooshort", "FLEX_USER_SECRET_KEY"),
+        ("FLEX_USER_EMAIL_BACKEND", "smtp", "FLEX_USER_SMTP_URL"),
+        ("FLEX_USER_SMS_BACKEND", "webhook", "FLEX_USER_SMS_WEBHOOK_URL"),
+        ("DATABASE_URL", "mysql://x/y", "DATABASE_URL"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing", "cannot connect to the database"),
+    ] {
+        for args in [&["serve"][..], &["migrate"], &["create-user", "--email", "a@x.org"]] {
+            let mut cmd = flex_user(&url, dir.path());
+            cmd.env(var, value).args(args);
+            let line = one_line_failure(&run(cmd, ""));
+            assert!(line.contains(expect), "{args:?} with {var}={value}: {line}");
+        }
+    }
+}
+
+#[test]
+fn migrate_applies_then_has_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let migrate = || {
+        let mut cmd = flex_user(&url, dir.path());
+        cmd.arg("migrate");
+        let out = run(cmd, "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(migrate().contains("applied 1 migration"));
+    assert!(migrate().contains("applied 0 migration"));
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn serve_starts_on_a_fresh_sqlite_file_and_answers_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // the default DATABASE_URL: flex-user.db in the working directory
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
+    cmd.env_clear().current_dir(dir.path()).env("FLEX_USER_BIND", format!("127.0.0.1:{port}"));
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut server = Server(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        if let Some(r) = get(addr, "/healthz") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok"), "{response}");
+    assert!(dir.path().join("flex-user.db").exists());
+
+    let _ = server.0.kill();
+    let mut stdout = String::new();
+    server.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert!(stdout.contains(&format!("http://127.0.0.1:{port}")), "prints the URL: {stdout:?}");
+}
