@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod domain;
 pub mod secret;
 pub mod web;

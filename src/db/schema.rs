@@ -33,4 +33,56 @@ diesel::table! {
 }
 
 diesel::joinable!(otp_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens);
+diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles);
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Nullable<BigInt>,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        channel -> Text,
+        recipient -> Text,
+        subject -> Nullable<Text>,
+        body_text -> Nullable<Text>,
+        body_html -> Nullable<Text>,
+        token_id -> Nullable<BigInt>,
+        status -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        next_attempt_at -> Timestamp,
+        attempts -> Integer,
+        lease_until -> Nullable<Timestamp>,
+        version -> Integer,
+        finished_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    send_log (id) {
+        id -> BigInt,
+        address_key -> Text,
+        channel -> Text,
+        sent_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    throttles (key) {
+        key -> Text,
+        failures -> Integer,
+        until -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+        version -> Integer,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));

@@ -10,6 +10,8 @@ use diesel::connection::SimpleConnection;
 use crate::accounts::Accounts;
 use crate::config::Settings;
 
+pub mod views;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

@@ -1,0 +1,1 @@
+//! One askama view struct per page (being written).
