@@ -53,6 +53,96 @@ pub fn window(failures: u32, cap: Duration) -> Duration {
     Duration::seconds(1i64 << exponent).min(cap)
 }
 
+/// Backoff rows for attempts with no token of their own (sign-in per identifier, reset codes
+/// for unknown accounts), in the `throttles` table. `key` is already a keyed hash.
+pub(crate) mod store {
+    use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+    use diesel::prelude::*;
+
+    use super::{Backoff, Throttled};
+    use crate::accounts::tokens::db_time;
+    use crate::db::AnyConnection;
+    use crate::db::schema::throttles;
+
+    fn load(conn: &mut AnyConnection, key: &str) -> QueryResult<Option<(Backoff, i32)>> {
+        throttles::table
+            .find(key)
+            .select((throttles::failures, throttles::until, throttles::version))
+            .first::<(i32, Option<NaiveDateTime>, i32)>(conn)
+            .optional()
+            .map(|row| {
+                row.map(|(failures, until, version)| {
+                    (Backoff { failures: failures.max(0) as u32, until: until.map(|t| t.and_utc()) }, version)
+                })
+            })
+    }
+
+    pub(crate) fn check(conn: &mut AnyConnection, key: &str, now: DateTime<Utc>) -> QueryResult<Result<(), Throttled>> {
+        Ok(load(conn, key)?.map_or(Ok(()), |(backoff, _)| backoff.check(now)))
+    }
+
+    /// Counts one failure, unless the window is open (then nothing is counted). Compare-and-swap
+    /// on `version`, so concurrent failures are all counted.
+    pub(crate) fn fail(
+        conn: &mut AnyConnection,
+        key: &str,
+        now: DateTime<Utc>,
+        cap: Duration,
+    ) -> QueryResult<Result<Backoff, Throttled>> {
+        for _ in 0..64 {
+            match load(conn, key)? {
+                None => {
+                    let next = Backoff::default().fail(now, cap);
+                    let inserted = diesel::insert_into(throttles::table)
+                        .values((
+                            throttles::key.eq(key),
+                            throttles::failures.eq(next.failures as i32),
+                            throttles::until.eq(next.until.map(db_time)),
+                            throttles::updated_at.eq(db_time(now)),
+                        ))
+                        .execute(conn);
+                    match inserted {
+                        Ok(_) => return Ok(Ok(next)),
+                        // someone inserted it first: go round and update theirs
+                        Err(e) if crate::db::unique_violation(&e).is_some() => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some((backoff, version)) => {
+                    if let Err(throttled) = backoff.check(now) {
+                        return Ok(Err(throttled));
+                    }
+                    let next = backoff.fail(now, cap);
+                    let changed = diesel::update(
+                        throttles::table.filter(throttles::key.eq(key)).filter(throttles::version.eq(version)),
+                    )
+                    .set((
+                        throttles::failures.eq(next.failures.min(i32::MAX as u32) as i32),
+                        throttles::until.eq(next.until.map(db_time)),
+                        throttles::updated_at.eq(db_time(now)),
+                        throttles::version.eq(version.wrapping_add(1)),
+                    ))
+                    .execute(conn)?;
+                    if changed == 1 {
+                        return Ok(Ok(next));
+                    }
+                }
+            }
+        }
+        Err(diesel::result::Error::RollbackTransaction)
+    }
+
+    /// A success: the count starts again.
+    pub(crate) fn clear(conn: &mut AnyConnection, key: &str) -> QueryResult<usize> {
+        diesel::delete(throttles::table.find(key)).execute(conn)
+    }
+
+    /// Forgets rows untouched for a day (unknown identifiers never succeed, so they would stay).
+    pub(crate) fn prune(conn: &mut AnyConnection, now: DateTime<Utc>) -> QueryResult<usize> {
+        diesel::delete(throttles::table.filter(throttles::updated_at.lt(db_time(now - Duration::days(1))))).execute(conn)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

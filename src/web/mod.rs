@@ -10,6 +10,7 @@ use diesel::connection::SimpleConnection;
 use crate::accounts::Accounts;
 use crate::config::Settings;
 
+pub mod session;
 pub mod views;
 
 /// What every handler can reach.
