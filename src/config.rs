@@ -65,12 +65,7 @@ pub struct OtpPolicy {
 
 impl Default for OtpPolicy {
     fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(900),
-            length: 6,
-            resend_cooldown: Duration::from_secs(60),
-            daily_limit: 10,
-        }
+        Self { ttl: Duration::from_secs(900), length: 6, resend_cooldown: Duration::from_secs(60), daily_limit: 10 }
     }
 }
 
@@ -90,6 +85,13 @@ pub struct Settings {
     pub sms_hourly_limit: u32,
     pub default_region: Option<Region>,
     pub hash_cost: HashCost,
+    /// Sessions end after this long unused (`FLEX_USER_SESSION_IDLE`, seconds; 1 day).
+    pub session_idle: Duration,
+    /// ... and at this age whatever happens (`FLEX_USER_SESSION_MAX_AGE`, seconds; 2 weeks).
+    pub session_max_age: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`FLEX_USER_TRUSTED_PROXIES`,
+    /// comma-separated IPs). Empty: the client is the socket's peer.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -124,7 +126,9 @@ impl Settings {
 
         let email_backend = match get("FLEX_USER_EMAIL_BACKEND").as_deref().unwrap_or("console") {
             "console" => EmailBackend::Console,
-            "file" => EmailBackend::File(get("FLEX_USER_EMAIL_FILE_DIR").unwrap_or_else(|| "./outbox/email".into()).into()),
+            "file" => {
+                EmailBackend::File(get("FLEX_USER_EMAIL_FILE_DIR").unwrap_or_else(|| "./outbox/email".into()).into())
+            }
             "smtp" => {
                 let url = get("FLEX_USER_SMTP_URL")
                     .ok_or_else(|| err("FLEX_USER_SMTP_URL", "must be set when FLEX_USER_EMAIL_BACKEND=smtp"))?;
@@ -134,7 +138,9 @@ impl Settings {
                     .ok_or_else(|| err("FLEX_USER_SMTP_URL", "is not an smtp:// or smtps:// URL"))?;
                 EmailBackend::Smtp(Sensitive(url))
             }
-            other => return Err(err("FLEX_USER_EMAIL_BACKEND", format!("{other:?} is not one of console, file, smtp"))),
+            other => {
+                return Err(err("FLEX_USER_EMAIL_BACKEND", format!("{other:?} is not one of console, file, smtp")));
+            }
         };
 
         let email_from = get("FLEX_USER_EMAIL_FROM").unwrap_or_else(|| "flex-user <no-reply@localhost>".into());
@@ -146,25 +152,30 @@ impl Settings {
             "console" => SmsBackend::Console,
             "file" => SmsBackend::File(get("FLEX_USER_SMS_FILE_DIR").unwrap_or_else(|| "./outbox/sms".into()).into()),
             "webhook" => {
-                let url = get("FLEX_USER_SMS_WEBHOOK_URL")
-                    .ok_or_else(|| err("FLEX_USER_SMS_WEBHOOK_URL", "must be set when FLEX_USER_SMS_BACKEND=webhook"))?;
+                let url = get("FLEX_USER_SMS_WEBHOOK_URL").ok_or_else(|| {
+                    err("FLEX_USER_SMS_WEBHOOK_URL", "must be set when FLEX_USER_SMS_BACKEND=webhook")
+                })?;
                 let url = Url::parse(&url)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
                     .ok_or_else(|| err("FLEX_USER_SMS_WEBHOOK_URL", "is not an http(s) URL"))?;
                 SmsBackend::Webhook(Sensitive(url))
             }
-            other => return Err(err("FLEX_USER_SMS_BACKEND", format!("{other:?} is not one of console, file, webhook"))),
+            other => {
+                return Err(err("FLEX_USER_SMS_BACKEND", format!("{other:?} is not one of console, file, webhook")));
+            }
         };
 
-        let number = |var: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64, ConfigError> {
-            let Some(text) = get(var) else { return Ok(default) };
-            let value: u64 = text.trim().parse().map_err(|_| err(var, format!("{text:?} is not a whole number")))?;
-            if !range.contains(&value) {
-                return Err(err(var, format!("must be between {} and {}", range.start(), range.end())));
-            }
-            Ok(value)
-        };
+        let number =
+            |var: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64, ConfigError> {
+                let Some(text) = get(var) else { return Ok(default) };
+                let value: u64 =
+                    text.trim().parse().map_err(|_| err(var, format!("{text:?} is not a whole number")))?;
+                if !range.contains(&value) {
+                    return Err(err(var, format!("must be between {} and {}", range.start(), range.end())));
+                }
+                Ok(value)
+            };
         const DAY: u64 = 86_400;
         let otp = OtpPolicy {
             ttl: Duration::from_secs(number("FLEX_USER_OTP_TTL", 900, 1..=DAY)?),
@@ -189,6 +200,21 @@ impl Settings {
             return Err(err("FLEX_USER_ARGON2_MEMORY_KIB", "must be at least 8 KiB per lane of parallelism"));
         }
 
+        let session_idle = Duration::from_secs(number("FLEX_USER_SESSION_IDLE", DAY, 60..=365 * DAY)?);
+        let session_max_age = Duration::from_secs(number("FLEX_USER_SESSION_MAX_AGE", 14 * DAY, 60..=365 * DAY)?);
+        let trusted_proxies = get("FLEX_USER_TRUSTED_PROXIES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|ip| {
+                        ip.parse().map_err(|_| err("FLEX_USER_TRUSTED_PROXIES", format!("{ip:?} is not an IP address")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+
         Ok(Settings {
             database_url,
             bind,
@@ -203,6 +229,9 @@ impl Settings {
             sms_hourly_limit,
             default_region,
             hash_cost,
+            session_idle,
+            session_max_age,
+            trusted_proxies,
         })
     }
 }

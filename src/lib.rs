@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod domain;
+pub mod flows;
 pub mod secret;
 pub mod web;
 

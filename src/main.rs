@@ -4,15 +4,20 @@
 use std::io::BufRead as _;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use flex_user::accounts::{Accounts, CreateUserError, FieldErrors, NewUser};
 use flex_user::config::Settings;
+use flex_user::delivery::Senders;
+use flex_user::flows::Flows;
 use flex_user::{db, web};
 
 #[derive(Parser)]
-#[command(name = "flex-user", version, about = "Sign up and sign in with a username, an email address or a phone number")]
+#[command(
+    name = "flex-user",
+    version,
+    about = "Sign up and sign in with a username, an email address or a phone number"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -53,7 +58,8 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
-        eprintln!("internal error: {}", message.lines().next().unwrap_or_default());
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("internal error: {}{place}", message.lines().next().unwrap_or_default());
     }));
 
     let cli = match Cli::try_parse() {
@@ -104,8 +110,8 @@ fn serve(settings: Settings) -> Result<(), String> {
     // Everything that can fail on bad configuration comes first, so a failure is one line.
     let pool = db::connect(&settings.database_url, 16).map_err(|e| e.to_string())?;
     let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
-    let listener =
-        TcpListener::bind(&settings.bind).map_err(|e| format!("FLEX_USER_BIND: cannot listen on {}: {e}", settings.bind))?;
+    let listener = TcpListener::bind(&settings.bind)
+        .map_err(|e| format!("FLEX_USER_BIND: cannot listen on {}: {e}", settings.bind))?;
     if settings.secret_key_is_random {
         tracing::warn!(
             "FLEX_USER_SECRET_KEY is not set: using a random key, so sessions and codes end when the process does"
@@ -113,9 +119,10 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
     tracing::info!(database = %settings.database_url, bind = %settings.bind, "starting");
     println!("flex-user is serving {}", settings.public_url);
-    let state = web::AppState { accounts, settings: Arc::new(settings) };
+    let senders = Senders::from_settings(&settings).map_err(|e| format!("{e:#}"))?;
+    let state = web::AppState::new(Flows::new(accounts, &settings), settings);
     actix_web::rt::System::new()
-        .block_on(async move { web::run(listener, state)?.await })
+        .block_on(async move { web::run(listener, state, senders)?.await })
         .map_err(|e| format!("server: {e}"))
 }
 
@@ -129,7 +136,10 @@ fn create(settings: Settings, args: CreateArgs, superuser: bool) -> Result<(), S
     .map_err(|e| cli_line(&e))?;
     if args.password_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("password: cannot read standard input: {e}"))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("password: cannot read standard input: {e}"))?;
         let password = line.strip_suffix('\n').unwrap_or(&line);
         let password = password.strip_suffix('\r').unwrap_or(password);
         if password.is_empty() {

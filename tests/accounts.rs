@@ -64,13 +64,18 @@ fn creates_users_with_any_subset_of_identifiers(db: &TestDb) {
     assert_ne!(a.id, all.id);
 
     let none = invalid(accounts.create_user(NewUser::new().password("pw")));
-    assert_eq!(none.general().collect::<Vec<_>>(), ["You must supply at least one of username, email address or phone number."]);
+    assert_eq!(
+        none.general().collect::<Vec<_>>(),
+        ["You must supply at least one of username, email address or phone number."]
+    );
 }
 
 fn identifiers_are_unique_case_insensitively(db: &TestDb) {
     let (accounts, _) = db.accounts(&[]);
     accounts
-        .create_user(NewUser::new().username(username("Straße")).email(email("Alice@x.org")).phone(phone("+12025551234")))
+        .create_user(
+            NewUser::new().username(username("Straße")).email(email("Alice@x.org")).phone(phone("+12025551234")),
+        )
         .unwrap();
     let errors = invalid(accounts.create_user(
         NewUser::new().username(username("STRASSE")).email(email("alice@X.ORG")).phone(phone("+1 (202) 555-1234")),
@@ -106,7 +111,9 @@ fn authenticate_with_each_identifier(db: &TestDb) {
                 .password("correct horse battery"),
         )
         .unwrap();
-    for typed in ["Alice", "ALICE", " alice ", "alice@example.org", "ALICE@Example.org", "+1 202 555 1234", "(202) 555-1234"] {
+    for typed in
+        ["Alice", "ALICE", " alice ", "alice@example.org", "ALICE@Example.org", "+1 202 555 1234", "(202) 555-1234"]
+    {
         let found = accounts.authenticate(typed, "correct horse battery").unwrap();
         assert_eq!(found.map(|u| u.id), Some(user.id), "{typed}");
     }
@@ -121,7 +128,10 @@ fn authenticate_with_each_identifier(db: &TestDb) {
         assert!(accounts.authenticate(typed, password).unwrap().is_none(), "{typed}/{password}");
     }
     accounts.record_login(user.id).unwrap();
-    assert_eq!(accounts.get_user(user.id).unwrap().unwrap().last_login.map(|t| t.timestamp()), Some(accounts.now().timestamp()));
+    assert_eq!(
+        accounts.get_user(user.id).unwrap().unwrap().last_login.map(|t| t.timestamp()),
+        Some(accounts.now().timestamp())
+    );
 }
 
 fn inactive_and_passwordless_users_never_authenticate(db: &TestDb) {
@@ -161,7 +171,11 @@ fn tokens_follow_their_address(db: &TestDb) {
     assert!(accounts.email_token(u.id).unwrap().unwrap().state.verified);
 
     // a changed address resets the token; a removed one deletes it; a new one creates it
-    let changes = IdentifierChanges { email: Change::Set(email("t2@x.org")), phone: Change::Set(phone("+12025550100")), ..Default::default() };
+    let changes = IdentifierChanges {
+        email: Change::Set(email("t2@x.org")),
+        phone: Change::Set(phone("+12025550100")),
+        ..Default::default()
+    };
     accounts.update_identifiers(u.id, changes).unwrap();
     let token = accounts.email_token(u.id).unwrap().unwrap();
     assert_eq!(token.address, "t2@x.org");
@@ -288,9 +302,10 @@ fn identifier_changes_keep_or_reset_verification(db: &TestDb) {
     assert!(accounts.email_token(u.id).unwrap().unwrap().state.verified);
 
     // taken by someone else
-    let errors = invalid(
-        accounts.update_identifiers(u.id, IdentifierChanges { email: Change::Set(email("Taken@x.org")), ..Default::default() }),
-    );
+    let errors = invalid(accounts.update_identifiers(
+        u.id,
+        IdentifierChanges { email: Change::Set(email("Taken@x.org")), ..Default::default() },
+    ));
     assert_eq!(errors.get(Field::Email), Some("A user with that email address already exists."));
 
     // removing every identifier is refused, and changes nothing

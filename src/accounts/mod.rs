@@ -68,7 +68,15 @@ impl Accounts {
         &self.passwords
     }
 
-    fn conn(&self) -> anyhow::Result<PooledConnection> {
+    pub(crate) fn keys(&self) -> &tokens::CodeKeys {
+        &self.keys
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    pub(crate) fn conn(&self) -> anyhow::Result<PooledConnection> {
         self.pool.get().context("database connection")
     }
 

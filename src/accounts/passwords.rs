@@ -43,10 +43,8 @@ impl Passwords {
         let mut salt = [0u8; 16];
         rand::rng().fill(&mut salt[..]);
         let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-        let hash = self
-            .argon2()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        let hash =
+            self.argon2().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
         Ok(hash.to_string())
     }
 

@@ -139,7 +139,8 @@ pub(crate) mod store {
 
     /// Forgets rows untouched for a day (unknown identifiers never succeed, so they would stay).
     pub(crate) fn prune(conn: &mut AnyConnection, now: DateTime<Utc>) -> QueryResult<usize> {
-        diesel::delete(throttles::table.filter(throttles::updated_at.lt(db_time(now - Duration::days(1))))).execute(conn)
+        diesel::delete(throttles::table.filter(throttles::updated_at.lt(db_time(now - Duration::days(1)))))
+            .execute(conn)
     }
 }
 

@@ -124,7 +124,10 @@ impl TokenState {
     pub fn check(&self, typed_hash: &str, now: DateTime<Utc>) -> Result<(TokenState, bool), Throttled> {
         self.backoff.check(now)?;
         let right = self.has_live_code(now)
-            && self.code_hash.as_deref().is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(typed_hash.as_bytes())));
+            && self
+                .code_hash
+                .as_deref()
+                .is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(typed_hash.as_bytes())));
         if right {
             // verified, and the code is spent
             return Ok((TokenState { verified: true, ..TokenState::default() }, true));
@@ -209,7 +212,10 @@ impl From<Row> for OtpToken {
             address: r.address,
             state: TokenState {
                 verified: r.verified,
-                backoff: Backoff { failures: r.failure_count.max(0) as u32, until: r.timeout_until.map(|t| t.and_utc()) },
+                backoff: Backoff {
+                    failures: r.failure_count.max(0) as u32,
+                    until: r.timeout_until.map(|t| t.and_utc()),
+                },
                 code_hash: r.code_hash,
                 expires_at: r.expires_at.map(|t| t.and_utc()),
             },

@@ -355,17 +355,34 @@ pub(crate) fn insert(
     is_staff: bool,
     is_superuser: bool,
     now: DateTime<Utc>,
-) -> Result<User, CreateUserError> {
+) -> Result<User, AccountError> {
+    check_new(conn, new)?;
+    db::write_transaction(conn, |conn| insert_in(conn, new, password_hash, is_staff, is_superuser, now))
+}
+
+/// The checks before an insert: at least one identifier, and friendly errors for every taken
+/// field at once (the unique indexes still decide races, see [`insert_in`]).
+pub(crate) fn check_new(conn: &mut AnyConnection, new: &NewUser) -> Result<(), AccountError> {
     if !new.has_identifier() {
         let mut errors = FieldErrors::default();
         errors.add(None, NEED_AN_IDENTIFIER);
-        return Err(CreateUserError::Invalid(errors));
+        return Err(AccountError::Invalid(errors));
     }
-    // Friendly errors for every taken field at once; the unique indexes still decide races.
     taken(conn, new.username.as_ref(), new.email.as_ref(), new.phone.as_ref(), None)?
         .into_result()
-        .map_err(CreateUserError::Invalid)?;
+        .map_err(AccountError::Invalid)
+}
 
+/// Inserts the user and its tokens; call inside a write transaction. A lost uniqueness race
+/// comes back as the field's message.
+pub(crate) fn insert_in(
+    conn: &mut AnyConnection,
+    new: &NewUser,
+    password_hash: &str,
+    is_staff: bool,
+    is_superuser: bool,
+    now: DateTime<Utc>,
+) -> Result<User, AccountError> {
     let row = Insert {
         username: new.username.as_ref().map(Username::as_str),
         username_key: new.username.as_ref().map(Username::key),
@@ -378,24 +395,21 @@ pub(crate) fn insert(
         is_superuser,
         date_joined: db_time(now),
     };
-    let result = db::write_transaction(conn, |conn| {
-        diesel::insert_into(users::table).values(&row).execute(conn)?;
-        // Read it back by a unique key (portable: no RETURNING needed).
-        let identifier = match (&new.username, &new.email, &new.phone) {
-            (Some(u), _, _) => Identifier::Username(u.clone()),
-            (None, Some(e), _) => Identifier::Email(e.clone()),
-            (None, None, Some(p)) => Identifier::Phone(p.clone()),
-            (None, None, None) => unreachable!("checked above"),
-        };
-        let user = find(conn, &identifier)?.ok_or(diesel::result::Error::NotFound)?;
-        tokens::sync_address(conn, user.id, Channel::Email, row.email)?;
-        tokens::sync_address(conn, user.id, Channel::Phone, row.phone)?;
-        Ok::<_, diesel::result::Error>(user)
-    });
-    result.map_err(|e| match taken_by_race(&e) {
-        Some(errors) => CreateUserError::Invalid(errors),
+    diesel::insert_into(users::table).values(&row).execute(conn).map_err(|e| match taken_by_race(&e) {
+        Some(errors) => AccountError::Invalid(errors),
         None => e.into(),
-    })
+    })?;
+    // Read it back by a unique key (portable: no RETURNING needed).
+    let identifier = match (&new.username, &new.email, &new.phone) {
+        (Some(u), _, _) => Identifier::Username(u.clone()),
+        (None, Some(e), _) => Identifier::Email(e.clone()),
+        (None, None, Some(p)) => Identifier::Phone(p.clone()),
+        (None, None, None) => return Err(AccountError::Refused("a user needs an identifier")),
+    };
+    let user = find(conn, &identifier)?.ok_or(AccountError::NoUser)?;
+    tokens::sync_address(conn, user.id, Channel::Email, row.email)?;
+    tokens::sync_address(conn, user.id, Channel::Phone, row.phone)?;
+    Ok(user)
 }
 
 /// What to do with one identifier of an existing user.
@@ -444,53 +458,58 @@ fn apply_change<T: Clone>(old: &Option<T>, change: Change<T>, key: impl Fn(&T) -
     }
 }
 
-/// Changes identifiers in one transaction; a changed email or phone gets a reset token (so it
-/// is unverified), a removed one loses its token, an unchanged one keeps it verified.
+/// Changes identifiers in one transaction; see [`update_identifiers_in`].
 pub(crate) fn update_identifiers(
     conn: &mut AnyConnection,
     user_id: i64,
     changes: IdentifierChanges,
 ) -> Result<Updated, AccountError> {
-    let result = db::write_transaction(conn, |conn| {
-        let before = get(conn, user_id)?.ok_or(AccountError::NoUser)?;
-        let username = apply_change(&before.username, changes.username, Username::key);
-        let email = apply_change(&before.email, changes.email, Email::key);
-        let phone = apply_change(&before.phone, changes.phone, |p: &Phone| p.as_str().to_owned());
-        if username.is_none() && email.is_none() && phone.is_none() {
-            let mut errors = FieldErrors::default();
-            errors.add(None, NEED_AN_IDENTIFIER);
-            return Err(AccountError::Invalid(errors));
-        }
-        taken(
-            conn,
-            username.as_ref().filter(|_| username != before.username),
-            email.as_ref().filter(|_| email != before.email),
-            phone.as_ref().filter(|_| phone != before.phone),
-            Some(user_id),
-        )?
-        .into_result()
-        .map_err(AccountError::Invalid)?;
-        diesel::update(users::table.find(user_id))
-            .set((
-                users::username.eq(username.as_ref().map(Username::as_str)),
-                users::username_key.eq(username.as_ref().map(Username::key)),
-                users::email.eq(email.as_ref().map(Email::as_str)),
-                users::email_key.eq(email.as_ref().map(Email::key)),
-                users::phone.eq(phone.as_ref().map(Phone::as_str)),
-            ))
-            .execute(conn)?;
-        tokens::sync_address(conn, user_id, Channel::Email, email.as_ref().map(Email::as_str))?;
-        tokens::sync_address(conn, user_id, Channel::Phone, phone.as_ref().map(Phone::as_str))?;
-        let after = get(conn, user_id)?.ok_or(AccountError::NoUser)?;
-        Ok(Updated { before, after })
-    });
-    result.map_err(|e| match e {
-        AccountError::Unexpected(ref inner) => match inner.downcast_ref::<diesel::result::Error>().and_then(taken_by_race) {
+    db::write_transaction(conn, |conn| update_identifiers_in(conn, user_id, changes))
+}
+
+/// Changes identifiers; call inside a write transaction. A changed email or phone gets a reset
+/// token (so it is unverified), a removed one loses its token, an unchanged one keeps it
+/// verified.
+pub(crate) fn update_identifiers_in(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    changes: IdentifierChanges,
+) -> Result<Updated, AccountError> {
+    let before = get(conn, user_id)?.ok_or(AccountError::NoUser)?;
+    let username = apply_change(&before.username, changes.username, Username::key);
+    let email = apply_change(&before.email, changes.email, Email::key);
+    let phone = apply_change(&before.phone, changes.phone, |p: &Phone| p.as_str().to_owned());
+    if username.is_none() && email.is_none() && phone.is_none() {
+        let mut errors = FieldErrors::default();
+        errors.add(None, NEED_AN_IDENTIFIER);
+        return Err(AccountError::Invalid(errors));
+    }
+    taken(
+        conn,
+        username.as_ref().filter(|_| username != before.username),
+        email.as_ref().filter(|_| email != before.email),
+        phone.as_ref().filter(|_| phone != before.phone),
+        Some(user_id),
+    )?
+    .into_result()
+    .map_err(AccountError::Invalid)?;
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::username.eq(username.as_ref().map(Username::as_str)),
+            users::username_key.eq(username.as_ref().map(Username::key)),
+            users::email.eq(email.as_ref().map(Email::as_str)),
+            users::email_key.eq(email.as_ref().map(Email::key)),
+            users::phone.eq(phone.as_ref().map(Phone::as_str)),
+        ))
+        .execute(conn)
+        .map_err(|e| match taken_by_race(&e) {
             Some(errors) => AccountError::Invalid(errors),
-            None => e,
-        },
-        e => e,
-    })
+            None => e.into(),
+        })?;
+    tokens::sync_address(conn, user_id, Channel::Email, email.as_ref().map(Email::as_str))?;
+    tokens::sync_address(conn, user_id, Channel::Phone, phone.as_ref().map(Phone::as_str))?;
+    let after = get(conn, user_id)?.ok_or(AccountError::NoUser)?;
+    Ok(Updated { before, after })
 }
 
 pub(crate) fn set_password_hash(conn: &mut AnyConnection, user_id: i64, hash: &str) -> QueryResult<usize> {

@@ -67,12 +67,15 @@ impl DatabaseUrl {
                 .map(AnyConnection::Postgresql)
                 .map_err(|e| DbError::Connect(one_line(&e.to_string()))),
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(path).map_err(|e| DbError::Connect(one_line(&e.to_string())))?;
+                let mut conn =
+                    SqliteConnection::establish(path).map_err(|e| DbError::Connect(one_line(&e.to_string())))?;
                 // WAL lets readers run beside the writer; busy_timeout makes writers queue
                 // instead of failing at once.
+                // busy_timeout first: switching to WAL needs a moment's exclusive lock, and pool
+                // connections open several at once.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(|e| DbError::Connect(one_line(&e.to_string())))?;
                 Ok(AnyConnection::Sqlite(conn))

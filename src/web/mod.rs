@@ -1,37 +1,183 @@
-//! The HTTP layer: server start-up and route table. Handlers stay thin: parse the form into
-//! domain types, call one `accounts` function on a blocking thread, answer.
+//! The HTTP layer: start-up, middleware order and the route table. Handlers (in `pages`) stay
+//! thin: parse the form into domain types, call one flow on a blocking thread, answer.
+
+pub mod csrf;
+pub mod error;
+pub mod guard;
+pub mod pages;
+pub mod session;
+pub mod views;
+pub mod visitor;
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
+use actix_session::SessionMiddleware;
+use actix_session::config::{CookieContentSecurity, PersistentSession, TtlExtensionPolicy};
+use actix_web::cookie::{Key, SameSite, time::Duration as CookieDuration};
 use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use diesel::connection::SimpleConnection;
 
-use crate::accounts::Accounts;
 use crate::config::Settings;
-
-pub mod session;
-pub mod views;
+use crate::delivery::{self, Senders};
+use crate::flows::Flows;
+use error::AppError;
+use guard::IpLimit;
+use session::{DbSessionStore, SessionLifetime};
+use visitor::Visitor;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub accounts: Accounts,
-    pub settings: std::sync::Arc<Settings>,
+    pub flows: Flows,
+    pub settings: Arc<Settings>,
+    pub ip_limit: IpLimit,
+    /// About one argon2 hash per core at a time: a sign-in flood queues here instead of
+    /// taking memory (19 MiB a hash) on hundreds of blocking threads.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
-/// Starts serving on `listener` (bind port 0 in tests to get a free one).
-pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+impl AppState {
+    pub fn new(flows: Flows, settings: Settings) -> AppState {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        AppState {
+            ip_limit: IpLimit::new(settings.ip_rate_limit, settings.trusted_proxies.clone()),
+            flows,
+            settings: Arc::new(settings),
+            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
+
+    /// Runs password-hashing work on a blocking thread, behind the hashing limit.
+    pub async fn hashing<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+        let _permit = self.hashing.acquire().await.map_err(|e| AppError::Unexpected(e.into()))?;
+        Ok(web::block(f).await?)
+    }
+
+    fn secure_cookies(&self) -> bool {
+        self.settings.public_url.scheme() == "https"
+    }
+}
+
+/// After sign-up or sign-in: a new session id bound to a new CSRF secret, and a redirect.
+pub(crate) fn signed_in_response(
+    state: &AppState,
+    visitor: &Visitor,
+    user_id: i64,
+    location: &str,
+) -> Result<HttpResponse, AppError> {
+    let secret = csrf::new_secret();
+    visitor.session.sign_in(user_id, &secret)?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .cookie(csrf::cookie(&secret, state.secure_cookies()))
+        .finish())
+}
+
+/// After sign-out or a reset: a fresh CSRF secret (the session is already purged), a redirect.
+pub(crate) fn signed_out_response(state: &AppState, location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .cookie(csrf::cookie(&csrf::new_secret(), state.secure_cookies()))
+        .finish()
+}
+
+/// Starts serving on `listener` (bind port 0 in tests to get a free one), with this process's
+/// delivery worker and housekeeping. Call from inside an actix/tokio runtime.
+pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io::Result<Server> {
+    let flows = state.flows.clone();
+    delivery::worker::spawn(flows.accounts.pool().clone(), senders, flows.accounts.clock(), flows.wake.clone());
+    spawn_housekeeping(state.clone());
+
+    let settings = state.settings.clone();
+    let store = DbSessionStore::new(
+        flows.accounts.pool().clone(),
+        flows.accounts.clock(),
+        SessionLifetime {
+            idle: chrono::Duration::from_std(settings.session_idle).unwrap_or(chrono::Duration::days(1)),
+            absolute: chrono::Duration::from_std(settings.session_max_age).unwrap_or(chrono::Duration::weeks(2)),
+        },
+    );
+    let key = Key::derive_from(settings.secret_key.expose());
+    let secure = state.secure_cookies();
+    let max_age = CookieDuration::seconds(settings.session_max_age.as_secs() as i64);
     let data = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/healthz", web::get().to(healthz)))
-        .listen(listener)?
-        .run();
+
+    let server = HttpServer::new(move || {
+        let sessions = SessionMiddleware::builder(store.clone(), key.clone())
+            .cookie_name("flex_session".into())
+            .cookie_secure(secure)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .cookie_content_security(CookieContentSecurity::Signed)
+            .session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(max_age)
+                    .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            )
+            .build();
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(guard::BODY_LIMIT))
+            .app_data(web::FormConfig::default().limit(guard::BODY_LIMIT))
+            .configure(routes)
+            .default_service(web::to(not_found))
+            // innermost first: CSRF needs the session; the session is never touched for a
+            // request the outer layers refuse
+            .wrap(from_fn(csrf::middleware))
+            .wrap(sessions)
+            .wrap(from_fn(guard::ip_limit))
+            .wrap(from_fn(guard::body_limit))
+            .wrap(from_fn(guard::headers))
+    })
+    .listen(listener)?
+    .run();
     Ok(server)
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    use pages::{account, home, reset, sign_in, sign_up, verify};
+    cfg.route("/", web::get().to(home))
+        .route("/healthz", web::get().to(healthz))
+        .route("/static/style.css", web::get().to(stylesheet))
+        .route("/sign-up", web::get().to(sign_up::show))
+        .route("/sign-up", web::post().to(sign_up::submit))
+        .route("/sign-in", web::get().to(sign_in::show))
+        .route("/sign-in", web::post().to(sign_in::submit))
+        .route("/sign-out", web::post().to(sign_in::sign_out))
+        .route("/account", web::get().to(account::show))
+        .route("/account", web::post().to(account::update))
+        .route("/account/password", web::post().to(account::change_password))
+        .route("/verify/{channel}", web::get().to(verify::show))
+        .route("/verify/{channel}", web::post().to(verify::check))
+        .route("/verify/{channel}/send", web::post().to(verify::send))
+        .route("/password-reset", web::get().to(reset::show_request))
+        .route("/password-reset", web::post().to(reset::request))
+        .route("/password-reset/verify", web::get().to(reset::show_verify))
+        .route("/password-reset/verify", web::post().to(reset::verify))
+        .route("/password-reset/new", web::get().to(reset::show_new))
+        .route("/password-reset/new", web::post().to(reset::set_new));
+}
+
+async fn not_found(visitor: Visitor) -> HttpResponse {
+    error::error_page(actix_web::http::StatusCode::NOT_FOUND, Some(visitor.chrome()), None)
+}
+
+/// The stylesheet is part of the binary, so the server runs from any working directory.
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/style.css"))
 }
 
 /// 200 `ok` when the database answers, else 503.
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let pool = state.accounts.pool().clone();
+    let pool = state.flows.accounts.pool().clone();
     let alive = web::block(move || pool.get().ok().is_some_and(|mut c| c.batch_execute("SELECT 1").is_ok()))
         .await
         .unwrap_or(false);
@@ -40,4 +186,22 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().content_type("text/plain; charset=utf-8").body("database unavailable")
     }
+}
+
+/// Every minute: expired sessions, throttle rows, send-log rows and finished messages go; the
+/// per-IP limiter forgets idle addresses.
+fn spawn_housekeeping(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let flows = state.flows.clone();
+            match web::block(move || flows.housekeeping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "housekeeping failed"),
+                Err(e) => tracing::warn!(error = %e, "housekeeping task failed"),
+            }
+            state.ip_limit.forget_idle();
+        }
+    });
 }

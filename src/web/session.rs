@@ -121,7 +121,8 @@ impl SessionStore for DbSessionStore {
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let user_id = user_of(&state);
         self.blocking(move |conn, now, lifetime| {
-            let created = sessions::table.find(&id).select(sessions::created_at).first::<NaiveDateTime>(conn).optional()?;
+            let created =
+                sessions::table.find(&id).select(sessions::created_at).first::<NaiveDateTime>(conn).optional()?;
             if let Some(created) = created {
                 diesel::update(sessions::table.find(&id))
                     .set((

@@ -305,10 +305,572 @@ macro_rules! page_with_chrome {
     )*};
 }
 
-page_with_chrome!(HomeView, SignUpView, SignInView, AccountView, VerifyView, ResetRequestView, ResetVerifyView, ResetNewView);
+page_with_chrome!(
+    HomeView,
+    SignUpView,
+    SignInView,
+    AccountView,
+    VerifyView,
+    ResetRequestView,
+    ResetVerifyView,
+    ResetNewView
+);
 
 impl Page for ErrorView {
     fn page_chrome(&self) -> Option<&Chrome> {
         self.chrome.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "tok-123_abc";
+
+    fn out() -> Chrome {
+        Chrome::signed_out(TOKEN)
+    }
+
+    fn signed_in() -> Chrome {
+        Chrome::signed_in(TOKEN, "alice")
+    }
+
+    fn account(chrome: Chrome) -> AccountView {
+        AccountView {
+            chrome,
+            username: Some("alice".into()),
+            email: Some(AddressView { address: "alice@example.com".into(), verified: false }),
+            phone: Some(AddressView { address: "+447700900123".into(), verified: false }),
+            has_usable_password: true,
+            form_username: "alice".into(),
+            form_email: "alice@example.com".into(),
+            form_phone: "+447700900123".into(),
+            identifier_errors: FormErrors::default(),
+            password_errors: FormErrors::default(),
+            notice: None,
+        }
+    }
+
+    fn verify(chrome: Chrome, channel: &'static str) -> VerifyView {
+        VerifyView { chrome, channel, address: "alice@example.com".into(), errors: FormErrors::default(), notice: None }
+    }
+
+    /// Every page, rendered with the given chrome.
+    fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
+        vec![
+            ("home", HomeView { chrome: chrome() }.render().unwrap()),
+            (
+                "sign_up",
+                SignUpView {
+                    chrome: chrome(),
+                    username: String::new(),
+                    email: String::new(),
+                    phone: String::new(),
+                    errors: FormErrors::default(),
+                }
+                .render()
+                .unwrap(),
+            ),
+            (
+                "sign_in",
+                SignInView {
+                    chrome: chrome(),
+                    identifier: String::new(),
+                    next: "/account".into(),
+                    errors: FormErrors::default(),
+                }
+                .render()
+                .unwrap(),
+            ),
+            ("account", account(chrome()).render().unwrap()),
+            ("verify_email", verify(chrome(), "email").render().unwrap()),
+            ("verify_phone", verify(chrome(), "phone").render().unwrap()),
+            (
+                "reset_request",
+                ResetRequestView { chrome: chrome(), identifier: String::new(), errors: FormErrors::default() }
+                    .render()
+                    .unwrap(),
+            ),
+            ("reset_verify", ResetVerifyView { chrome: chrome(), errors: FormErrors::default() }.render().unwrap()),
+            ("reset_new", ResetNewView { chrome: chrome(), errors: FormErrors::default() }.render().unwrap()),
+            ("error_404", ErrorView::not_found(Some(chrome())).render().unwrap()),
+            ("error_429", ErrorView::too_many_requests(Some(chrome()), 30).render().unwrap()),
+        ]
+    }
+
+    /// The opening tags `<name …>` in `html`.
+    fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+        let open = format!("<{name}");
+        let mut found = Vec::new();
+        let mut rest = html;
+        while let Some(i) = rest.find(&open) {
+            let after = &rest[i + open.len()..];
+            if after.starts_with(|c: char| c.is_ascii_whitespace() || c == '>') {
+                let end = after.find('>').expect("unclosed tag");
+                found.push(&rest[i..i + open.len() + end + 1]);
+            }
+            rest = after;
+        }
+        found
+    }
+
+    /// The value of attribute `name` in one opening tag; `Some("")` for a bare attribute.
+    fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+        let with_value = format!(" {name}=\"");
+        if let Some(i) = tag.find(&with_value) {
+            let v = &tag[i + with_value.len()..];
+            return Some(&v[..v.find('"').unwrap()]);
+        }
+        let bare = format!(" {name}");
+        tag.match_indices(&bare)
+            .any(|(i, _)| tag[i + bare.len()..].starts_with(|c: char| c == ' ' || c == '>'))
+            .then_some("")
+    }
+
+    fn input<'a>(html: &'a str, id: &str) -> &'a str {
+        tags(html, "input")
+            .into_iter()
+            .find(|t| attr(t, "id") == Some(id))
+            .unwrap_or_else(|| panic!("no input with id {id} in\n{html}"))
+    }
+
+    /// The `<form …>…</form>` blocks, with their opening tag.
+    fn forms(html: &str) -> Vec<&str> {
+        html.match_indices("<form").map(|(i, _)| &html[i..i + html[i..].find("</form>").unwrap()]).collect()
+    }
+
+    #[test]
+    fn every_form_posts_and_carries_the_csrf_token() {
+        for pages in [all_pages(out), all_pages(signed_in)] {
+            for (name, html) in pages {
+                for form in forms(&html) {
+                    let open = tags(form, "form")[0];
+                    assert_eq!(attr(open, "method"), Some("post"), "{name}: {open}");
+                    assert!(
+                        form.contains(&format!(r#"<input type="hidden" name="csrf_token" value="{TOKEN}">"#)),
+                        "{name}: a form without the csrf token: {form}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn signed_in_pages_have_a_sign_out_button_and_signed_out_pages_do_not() {
+        for (name, html) in all_pages(signed_in) {
+            let sign_out = forms(&html).into_iter().find(|f| f.contains(r#"action="/sign-out""#));
+            let sign_out = sign_out.unwrap_or_else(|| panic!("{name}: no sign-out form"));
+            assert!(sign_out.contains(r#"<button type="submit""#), "{name}");
+            assert!(html.contains("alice"), "{name}: the display name is missing");
+            assert!(html.contains(r#"href="/account""#), "{name}");
+        }
+        for (name, html) in all_pages(out) {
+            assert!(!html.contains("/sign-out"), "{name}");
+            assert!(html.contains(r#"href="/sign-in""#) && html.contains(r#"href="/sign-up""#), "{name}");
+        }
+        let home = HomeView { chrome: signed_in() }.render().unwrap();
+        assert!(home.contains("Signed in as <strong class=\"identity\">alice</strong>"), "{home}");
+    }
+
+    #[test]
+    fn every_page_is_a_complete_csp_friendly_document() {
+        for (name, html) in all_pages(out).into_iter().chain(all_pages(signed_in)) {
+            assert!(html.starts_with("<!doctype html>"), "{name}");
+            assert!(html.contains(r#"<html lang="en">"#), "{name}");
+            assert!(html.contains(r#"<meta charset="utf-8">"#), "{name}");
+            assert!(html.contains(r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#), "{name}");
+            assert!(html.contains(r#"<link rel="stylesheet" href="/static/style.css">"#), "{name}");
+            assert!(html.contains(r#"<main id="main""#), "{name}");
+            assert!(html.contains(r##"href="#main""##), "{name}: no skip link");
+            assert!(html.contains(r#"<a class="brand" href="/">"#), "{name}");
+            let lower = html.to_ascii_lowercase();
+            for banned in ["<script", "style=", "<style", "javascript:", " onclick", " onsubmit", " onload"] {
+                assert!(!lower.contains(banned), "{name}: has {banned}");
+            }
+            assert_eq!(tags(&html, "h1").len(), 1, "{name}: one h1");
+        }
+    }
+
+    #[test]
+    fn every_input_has_a_label_and_ids_are_unique() {
+        for (name, html) in all_pages(out).into_iter().chain(all_pages(signed_in)) {
+            let mut ids = Vec::new();
+            for tag in tags(&html, "input") {
+                if attr(tag, "type") == Some("hidden") {
+                    continue;
+                }
+                let id = attr(tag, "id").unwrap_or_else(|| panic!("{name}: input without id: {tag}"));
+                assert!(html.contains(&format!(r#"<label for="{id}">"#)), "{name}: no label for {id}");
+                assert!(attr(tag, "autocomplete").is_some(), "{name}: no autocomplete hint on {tag}");
+                ids.push(id);
+            }
+            let all_ids: Vec<&str> = html.match_indices(" id=\"").map(|(i, _)| &html[i + 5..]).collect();
+            let all_ids: Vec<&str> = all_ids.iter().map(|s| &s[..s.find('"').unwrap()]).collect();
+            let mut sorted = all_ids.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), all_ids.len(), "{name}: duplicate ids in {all_ids:?}");
+        }
+    }
+
+    #[test]
+    fn sign_up_form_fields_and_hints() {
+        let html = SignUpView {
+            chrome: out(),
+            username: "bob".into(),
+            email: "bob@example.com".into(),
+            phone: "+15555550100".into(),
+            errors: FormErrors::default(),
+        }
+        .render()
+        .unwrap();
+        assert_eq!(forms(&html).iter().filter(|f| f.contains(r#"action="/sign-up""#)).count(), 1);
+        for (id, ty, ac, value) in [
+            ("username", "text", "username", "bob"),
+            ("email", "email", "email", "bob@example.com"),
+            ("phone", "tel", "tel", "+15555550100"),
+        ] {
+            let tag = input(&html, id);
+            assert_eq!(attr(tag, "name"), Some(id));
+            assert_eq!(attr(tag, "type"), Some(ty), "{tag}");
+            assert_eq!(attr(tag, "autocomplete"), Some(ac), "{tag}");
+            assert_eq!(attr(tag, "value"), Some(value), "{tag}");
+            assert_eq!(attr(tag, "required"), None, "optional fields are not required: {tag}");
+        }
+        assert!(html.contains("Give at least one of username, email or phone"));
+        let pw = input(&html, "password");
+        assert_eq!(attr(pw, "type"), Some("password"));
+        assert_eq!(attr(pw, "autocomplete"), Some("new-password"));
+        assert_eq!(attr(pw, "required"), Some(""));
+        assert_eq!(attr(pw, "minlength"), Some("8"));
+        assert_eq!(attr(pw, "value"), None);
+        assert!(html.contains("At least 8 characters, not all digits, not a common password"));
+        assert!(html.contains(r#"href="/sign-in""#));
+    }
+
+    #[test]
+    fn sign_in_form_fields_and_links() {
+        let html = SignInView {
+            chrome: out(),
+            identifier: "bob@example.com".into(),
+            next: "/account?x=1&y=2".into(),
+            errors: FormErrors::default().with_general("That username, email or phone and password do not match."),
+        }
+        .render()
+        .unwrap();
+        let id = input(&html, "identifier");
+        assert_eq!(attr(id, "name"), Some("identifier"));
+        assert_eq!(attr(id, "autocomplete"), Some("username"));
+        assert_eq!(attr(id, "value"), Some("bob@example.com"));
+        assert!(html.contains(r#"<label for="identifier">Username, email or phone</label>"#));
+        let pw = input(&html, "password");
+        assert_eq!(attr(pw, "autocomplete"), Some("current-password"));
+        assert_eq!(attr(pw, "value"), None);
+        assert!(html.contains(r#"<input type="hidden" name="next" value="/account?x=1&#38;y=2">"#), "{html}");
+        assert!(html.contains(r#"<a href="/password-reset">Forgot your password?</a>"#));
+        assert!(html.contains(r#"href="/sign-up""#));
+        assert!(html.contains(r#"role="alert""#) && html.contains("do not match."));
+    }
+
+    #[test]
+    fn account_offers_verification_for_each_unverified_address() {
+        let html = account(signed_in()).render().unwrap();
+        for channel in ["email", "phone"] {
+            assert!(html.contains(&format!(r#"href="/verify/{channel}""#)), "{channel}");
+            let send = forms(&html).into_iter().find(|f| f.contains(&format!(r#"action="/verify/{channel}/send""#)));
+            let send = send.unwrap_or_else(|| panic!("no send form for {channel}"));
+            assert!(send.contains("Send a code"));
+        }
+        assert_eq!(html.matches("Not verified").count(), 2);
+        for (id, ac) in [
+            ("acct-username", "username"),
+            ("acct-email", "email"),
+            ("acct-phone", "tel"),
+            ("acct-current-password", "current-password"),
+            ("pw-current-password", "current-password"),
+            ("pw-new-password", "new-password"),
+        ] {
+            assert_eq!(attr(input(&html, id), "autocomplete"), Some(ac), "{id}");
+        }
+        assert_eq!(attr(input(&html, "acct-email"), "value"), Some("alice@example.com"));
+        assert_eq!(attr(input(&html, "acct-current-password"), "name"), Some("current_password"));
+        assert_eq!(attr(input(&html, "pw-new-password"), "name"), Some("new_password"));
+        for id in ["acct-username", "acct-email", "acct-phone", "acct-current-password"] {
+            assert_eq!(attr(input(&html, id), "required"), None, "{id}");
+        }
+        assert!(html.contains("blank to remove"));
+        assert!(html.contains(r#"action="/account""#) && html.contains(r#"action="/account/password""#));
+
+        // verified addresses: a badge, no verification controls
+        let mut v = account(signed_in());
+        v.email.as_mut().unwrap().verified = true;
+        v.phone.as_mut().unwrap().verified = true;
+        let html = v.render().unwrap();
+        assert_eq!(html.matches(">Verified<").count(), 2);
+        assert!(!html.contains("/verify/"));
+
+        // missing ones: "Not set", no controls
+        let mut v = account(signed_in());
+        v.email = None;
+        v.phone = None;
+        let html = v.render().unwrap();
+        assert!(!html.contains("/verify/"));
+        assert_eq!(html.matches("Not set").count(), 2);
+    }
+
+    #[test]
+    fn account_without_a_password_points_to_the_reset() {
+        let mut v = account(signed_in());
+        v.has_usable_password = false;
+        let html = v.render().unwrap();
+        assert!(!html.contains(r#"action="/account/password""#));
+        assert!(!html.contains("current_password"));
+        assert!(html.contains(r#"<a href="/password-reset">Forgot your password?</a>"#));
+        assert!(html.contains(r#"action="/account""#));
+    }
+
+    #[test]
+    fn account_reshown_with_errors_and_notice() {
+        let mut v = account(signed_in());
+        v.form_email = "typed@example".into();
+        v.identifier_errors.field("email", "Enter a valid email address.");
+        v.identifier_errors.field("current_password", "Your current password is needed to change your email.");
+        v.password_errors.field("new_password", "This password is too common.");
+        v.notice = Some("We sent a code to alice@example.com.".into());
+        let html = v.render().unwrap();
+        assert!(html.contains(r#"role="status""#) && html.contains("We sent a code to alice@example.com."));
+        let email = input(&html, "acct-email");
+        assert_eq!(attr(email, "value"), Some("typed@example"));
+        assert_eq!(attr(email, "aria-invalid"), Some("true"));
+        assert_eq!(attr(email, "aria-describedby"), Some("acct-email-error"));
+        assert!(html.contains(r#"id="acct-email-error""#));
+        let cp = input(&html, "acct-current-password");
+        assert_eq!(attr(cp, "aria-describedby"), Some("acct-current-password-hint acct-current-password-error"));
+        assert_eq!(attr(input(&html, "pw-current-password"), "aria-invalid"), None);
+        assert_eq!(attr(input(&html, "pw-new-password"), "aria-invalid"), Some("true"));
+        assert!(html.contains("This password is too common."));
+        assert_eq!(html.matches(r#"role="alert""#).count(), 2);
+    }
+
+    #[test]
+    fn verify_page_code_input_and_resend() {
+        for channel in ["email", "phone"] {
+            let mut v = verify(signed_in(), channel);
+            v.errors.field("code", "That code is wrong or has expired.");
+            let html = v.render().unwrap();
+            assert!(forms(&html).iter().any(|f| f.contains(&format!(r#"action="/verify/{channel}""#))));
+            assert!(forms(&html).iter().any(|f| f.contains(&format!(r#"action="/verify/{channel}/send""#))));
+            let code = input(&html, "code");
+            assert_eq!(attr(code, "name"), Some("code"));
+            assert_eq!(attr(code, "autocomplete"), Some("one-time-code"));
+            assert_eq!(attr(code, "inputmode"), Some("numeric"));
+            assert_eq!(attr(code, "pattern"), Some("[0-9]*"));
+            assert_eq!(attr(code, "aria-invalid"), Some("true"));
+            assert!(html.contains(r#"<label for="code">Code</label>"#));
+            assert!(html.contains("alice@example.com"));
+            assert!(html.contains("That code is wrong or has expired."));
+        }
+        assert!(verify(out(), "phone").render().unwrap().contains("Verify your phone number"));
+    }
+
+    #[test]
+    fn password_reset_pages() {
+        let html =
+            ResetRequestView { chrome: out(), identifier: "x".into(), errors: FormErrors::default() }.render().unwrap();
+        assert!(html.contains(r#"action="/password-reset""#));
+        assert_eq!(attr(input(&html, "identifier"), "autocomplete"), Some("username"));
+        assert_eq!(attr(input(&html, "identifier"), "name"), Some("identifier"));
+
+        let html = ResetVerifyView { chrome: out(), errors: FormErrors::default() }.render().unwrap();
+        assert!(html.contains(r#"action="/password-reset/verify""#));
+        assert!(html.contains("If an account matches, we sent it a code"));
+        let code = input(&html, "code");
+        assert_eq!(attr(code, "autocomplete"), Some("one-time-code"));
+        assert_eq!(attr(code, "inputmode"), Some("numeric"));
+
+        let html = ResetNewView { chrome: out(), errors: FormErrors::default() }.render().unwrap();
+        assert!(html.contains(r#"action="/password-reset/new""#));
+        let pw = input(&html, "new_password");
+        assert_eq!(attr(pw, "name"), Some("new_password"));
+        assert_eq!(attr(pw, "autocomplete"), Some("new-password"));
+        assert_eq!(attr(pw, "value"), None);
+    }
+
+    #[test]
+    fn error_pages() {
+        let v = ErrorView::too_many_requests(None, 42);
+        let html = v.render().unwrap();
+        assert!(html.contains("Try again in 42 seconds."), "{html}");
+        assert!(html.contains(r#"href="/""#));
+        assert!(!html.contains("/sign-out"));
+        let resp = v.response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers().get(RETRY_AFTER).unwrap(), "42");
+        assert_eq!(resp.headers().get(CONTENT_TYPE).unwrap(), "text/html; charset=utf-8");
+        assert!(ErrorView::too_many_requests(None, 1).render().unwrap().contains("Try again in 1 second."));
+
+        for (v, code) in [
+            (ErrorView::forbidden(None), 403),
+            (ErrorView::not_found(Some(signed_in())), 404),
+            (ErrorView::payload_too_large(None), 413),
+            (ErrorView::internal(None), 500),
+        ] {
+            let resp = v.response();
+            assert_eq!(resp.status().as_u16(), code);
+            assert!(resp.headers().get(RETRY_AFTER).is_none());
+            let html = v.render().unwrap();
+            assert!(html.contains(&v.title) && html.contains(&format!("Error {code}")));
+        }
+        assert!(ErrorView::not_found(Some(signed_in())).render().unwrap().contains(r#"action="/sign-out""#));
+    }
+
+    #[test]
+    fn user_values_are_escaped_everywhere() {
+        let evil = r#"<b>x</b>"'&"#;
+        let escaped = "&#60;b&#62;x&#60;/b&#62;&#34;&#39;&#38;";
+        let chrome = || Chrome::signed_in(TOKEN, evil);
+        let mut acct = account(chrome());
+        acct.username = Some(evil.into());
+        acct.email = Some(AddressView { address: evil.into(), verified: false });
+        acct.form_username = evil.into();
+        acct.notice = Some(evil.into());
+        acct.identifier_errors.general(evil);
+        acct.identifier_errors.field("username", evil);
+        let pages = [
+            acct.render().unwrap(),
+            SignUpView {
+                chrome: chrome(),
+                username: evil.into(),
+                email: evil.into(),
+                phone: evil.into(),
+                errors: FormErrors::default().with_field("email", evil),
+            }
+            .render()
+            .unwrap(),
+            SignInView { chrome: chrome(), identifier: evil.into(), next: evil.into(), errors: FormErrors::default() }
+                .render()
+                .unwrap(),
+            VerifyView { address: evil.into(), notice: Some(evil.into()), ..verify(chrome(), "email") }
+                .render()
+                .unwrap(),
+            ErrorView::new(Some(chrome()), 500, evil, evil).render().unwrap(),
+        ];
+        for html in pages {
+            assert!(!html.contains("<b>"), "{html}");
+            assert!(html.contains(escaped), "{html}");
+        }
+    }
+
+    #[test]
+    fn reshown_forms_show_messages_but_never_a_password() {
+        let errors = FormErrors::default()
+            .with_general("Give at least one of username, email or phone.")
+            .with_field("username", "A user with that username already exists.")
+            .with_field("password", "This password is too short.");
+        let html =
+            SignUpView { chrome: out(), username: "taken".into(), email: String::new(), phone: String::new(), errors }
+                .render()
+                .unwrap();
+        let alert = &html[html.find(r#"role="alert""#).expect("alert")..];
+        assert!(alert.contains("Give at least one of username, email or phone."));
+        let user = input(&html, "username");
+        assert_eq!(attr(user, "aria-invalid"), Some("true"));
+        assert_eq!(attr(user, "aria-describedby"), Some("username-hint username-error"));
+        assert!(html.contains(r#"id="username-error""#) && html.contains("already exists."));
+        let pw = input(&html, "password");
+        assert_eq!(attr(pw, "value"), None);
+        assert_eq!(attr(pw, "aria-invalid"), Some("true"));
+        for (_, page) in all_pages(signed_in) {
+            for tag in tags(&page, "input") {
+                if attr(tag, "type") == Some("password") {
+                    assert_eq!(attr(tag, "value"), None, "{tag}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn form_errors_api() {
+        let mut e = FormErrors::default();
+        assert!(e.is_empty());
+        e.field("email", "One.");
+        e.field("email", "Two.");
+        e.general("General.");
+        assert_eq!(e.get("email"), Some("One. Two."));
+        assert_eq!(e.get("phone"), None);
+        assert_eq!(e.generals(), ["General.".to_string()]);
+        assert!(!e.is_empty() && e.has_field_errors());
+    }
+
+    /// Writes every page to /tmp/views/*.html with the stylesheet beside them, for looking at
+    /// in a browser: `cargo test --lib write_views_for_screenshots -- --ignored`.
+    #[test]
+    #[ignore]
+    fn write_views_for_screenshots() {
+        let dir = std::path::Path::new("/tmp/views");
+        std::fs::create_dir_all(dir).unwrap();
+        let css = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/style.css");
+        std::fs::copy(css, dir.join("style.css")).unwrap();
+        let long = Chrome::signed_in(TOKEN, "maximilian.alexander-featherstonehaugh@subdomain.example-long-domain.com");
+        let mut pages = all_pages(out);
+        pages.extend(all_pages(signed_in).into_iter().map(|(n, h)| (leak(format!("{n}_in")), h)));
+        let mut acct = account(long.clone());
+        acct.username = None;
+        acct.email = Some(AddressView {
+            address: "maximilian.alexander-featherstonehaugh@subdomain.example-long-domain.com".into(),
+            verified: true,
+        });
+        acct.form_username = String::new();
+        acct.form_email = acct.email.as_ref().unwrap().address.clone();
+        acct.identifier_errors.general("Your current password is needed to change your email or phone.");
+        acct.identifier_errors.field("phone", "Enter a valid phone number, with its country code.");
+        acct.identifier_errors.field("current_password", "That is not your current password.");
+        acct.notice = Some("We sent a code to +447700900123.".into());
+        pages.push(("account_errors", acct.render().unwrap()));
+        let mut nopw = account(signed_in());
+        nopw.has_usable_password = false;
+        nopw.email.as_mut().unwrap().verified = true;
+        pages.push(("account_nopassword", nopw.render().unwrap()));
+        pages.push((
+            "sign_up_errors",
+            SignUpView {
+                chrome: out(),
+                username: "alice".into(),
+                email: "not-an-email".into(),
+                phone: String::new(),
+                errors: FormErrors::default()
+                    .with_field("username", "A user with that username already exists.")
+                    .with_field("email", "Enter a valid email address.")
+                    .with_field("password", "This password is too common."),
+            }
+            .render()
+            .unwrap(),
+        ));
+        pages.push((
+            "sign_in_errors",
+            SignInView {
+                chrome: out(),
+                identifier: "alice".into(),
+                next: String::new(),
+                errors: FormErrors::default().with_general("That username, email or phone and password do not match."),
+            }
+            .render()
+            .unwrap(),
+        ));
+        let mut v = verify(signed_in(), "phone");
+        v.address = "+447700900123".into();
+        v.notice = Some("We sent a new code.".into());
+        v.errors.field("code", "That code is wrong or has expired.");
+        pages.push(("verify_errors", v.render().unwrap()));
+        pages.push(("error_500", ErrorView::internal(None).render().unwrap()));
+        for (name, html) in pages {
+            let html = html.replace(r#"href="/static/style.css""#, r#"href="style.css""#);
+            std::fs::write(dir.join(format!("{name}.html")), html).unwrap();
+        }
+    }
+
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
     }
 }

@@ -1,0 +1,72 @@
+//! Error policy: a person sees a page that says what happened and what to do, never internals.
+//! Unexpected failures are logged in full (with an id the page shows) and answered with 500.
+//! Validation failures are not errors here: handlers re-show their form with 422.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use super::views::{Chrome, ErrorView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("request body too large")]
+    TooLarge,
+    #[error("too many requests")]
+    TooMany { retry_after_secs: u64 },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        AppError::Unexpected(anyhow::anyhow!("blocking task failed: {e}"))
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        AppError::Unexpected(e.into())
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AppError::Unexpected(e) = self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+        let retry_after = match self {
+            AppError::TooMany { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        error_page(self.status_code(), None, retry_after)
+    }
+}
+
+/// The page for an error status; `chrome` when the handler knows the visitor.
+pub fn error_page(status: StatusCode, chrome: Option<Chrome>, retry_after_secs: Option<u64>) -> HttpResponse {
+    let view = match status.as_u16() {
+        403 => ErrorView::forbidden(chrome),
+        404 => ErrorView::not_found(chrome),
+        413 => ErrorView::payload_too_large(chrome),
+        429 => ErrorView::too_many_requests(chrome, retry_after_secs.unwrap_or(1)),
+        400 => ErrorView::new(chrome, 400, "Bad request", "The form could not be read. Go back and try again."),
+        405 => ErrorView::new(chrome, 405, "Not allowed", "This page cannot be used that way."),
+        code if code >= 500 => ErrorView::internal(chrome),
+        code => ErrorView::new(chrome, code, "Request refused", "This request could not be accepted."),
+    };
+    view.response()
+}

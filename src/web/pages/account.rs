@@ -1,0 +1,214 @@
+//! `GET/POST /account` (identifiers) and `POST /account/password`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{form_errors, password_problems, typed};
+use crate::accounts::{AccountError, Change, IdentifierChanges, User};
+use crate::domain::password::NewPassword;
+use crate::domain::{Email, Phone, Username};
+use crate::web::AppState;
+use crate::web::error::AppError;
+use crate::web::views::{AccountView, AddressView, FormErrors, html};
+use crate::web::visitor::{Visitor, see_other};
+
+const PATH: &str = "/account";
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct IdentifiersForm {
+    username: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    current_password: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    current_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// The account page, with the stored values in the identifiers form unless `typed` says otherwise.
+async fn page(
+    state: &AppState,
+    visitor: &Visitor,
+    user: &User,
+    typed_values: Option<&IdentifiersForm>,
+    identifier_errors: FormErrors,
+    password_errors: FormErrors,
+) -> Result<AccountView, AppError> {
+    let (flows, id) = (state.flows.clone(), user.id);
+    let (email_token, phone_token) =
+        web::block(move || Ok::<_, anyhow::Error>((flows.accounts.email_token(id)?, flows.accounts.phone_token(id)?)))
+            .await??;
+    let address = |token: Option<crate::accounts::OtpToken>| {
+        token.map(|t| AddressView { address: t.address, verified: t.state.verified })
+    };
+    let stored = |value: Option<&str>| value.unwrap_or_default().to_owned();
+    let shown = |typed_value: Option<&Option<String>>, stored_value: String| match typed_value {
+        Some(Some(v)) => v.clone(),
+        _ => stored_value,
+    };
+    Ok(AccountView {
+        chrome: visitor.chrome(),
+        username: user.username.as_ref().map(|u| u.as_str().to_owned()),
+        email: address(email_token),
+        phone: address(phone_token),
+        has_usable_password: user.has_usable_password(),
+        form_username: shown(typed_values.map(|f| &f.username), stored(user.username.as_ref().map(Username::as_str))),
+        form_email: shown(typed_values.map(|f| &f.email), stored(user.email.as_ref().map(Email::as_str))),
+        form_phone: shown(typed_values.map(|f| &f.phone), stored(user.phone.as_ref().map(Phone::as_str))),
+        identifier_errors,
+        password_errors,
+        notice: None,
+    })
+}
+
+pub async fn show(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    let user = match visitor.require_user(PATH) {
+        Ok(user) => user,
+        Err(redirect) => return Ok(redirect),
+    };
+    let view = page(&state, &visitor, user, None, FormErrors::default(), FormErrors::default()).await?;
+    Ok(html(StatusCode::OK, &view))
+}
+
+/// How one form field changes an identifier: absent keeps, blank removes, text sets.
+fn change<T>(
+    raw: &Option<String>,
+    parse: impl Fn(&str) -> Result<T, crate::domain::Invalid>,
+    field: &'static str,
+    errors: &mut FormErrors,
+) -> Change<T> {
+    match raw.as_deref().map(str::trim) {
+        None => Change::Keep,
+        Some("") => Change::Remove,
+        Some(text) => match parse(text) {
+            Ok(value) => Change::Set(value),
+            Err(e) => {
+                errors.field(field, e.0);
+                Change::Keep
+            }
+        },
+    }
+}
+
+/// Whether a change really alters a stored value (a value equal to the stored one, ignoring
+/// case or formatting, is no change).
+fn alters<T>(stored: Option<&T>, change: &Change<T>, key: impl Fn(&T) -> String) -> bool {
+    match change {
+        Change::Keep => false,
+        Change::Remove => stored.is_some(),
+        Change::Set(new) => stored.map(&key) != Some(key(new)),
+    }
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<IdentifiersForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = match visitor.require_user(PATH) {
+        Ok(user) => user.clone(),
+        Err(redirect) => return Ok(redirect),
+    };
+    let form = form.into_inner();
+    let region = state.settings.default_region;
+    let mut errors = FormErrors::default();
+    let changes = IdentifierChanges {
+        username: change(&form.username, Username::parse, "username", &mut errors),
+        email: change(&form.email, Email::parse, "email", &mut errors),
+        phone: change(&form.phone, |t| Phone::parse(t, region), "phone", &mut errors),
+    };
+    let addresses_change = alters(user.email.as_ref(), &changes.email, Email::key)
+        || alters(user.phone.as_ref(), &changes.phone, |p| p.as_str().to_owned());
+
+    if errors.is_empty() && addresses_change && user.has_usable_password() {
+        let current = typed(&form.current_password);
+        if current.is_empty() {
+            errors.field("current_password", "Enter your current password to change or remove your email or phone.");
+        } else {
+            let (flows, checked) = (state.flows.clone(), user.clone());
+            if !state.hashing(move || flows.check_password(&checked, &current)).await? {
+                errors.field("current_password", "That is not your current password.");
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let view = page(&state, &visitor, &user, Some(&form), errors, FormErrors::default()).await?;
+        return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view));
+    }
+
+    let flows = state.flows.clone();
+    let user_id = user.id;
+    match web::block(move || flows.change_identifiers(user_id, changes)).await? {
+        Ok(updated) => {
+            if updated.before != updated.after {
+                tracing::info!(event = "identifiers_changed", user_id, ip = ?visitor.ip,
+                    email_changed = updated.before.email != updated.after.email,
+                    phone_changed = updated.before.phone != updated.after.phone,
+                    username_changed = updated.before.username != updated.after.username,
+                    "identifiers changed");
+            }
+            Ok(see_other(PATH))
+        }
+        Err(AccountError::Invalid(field_errors)) => {
+            let view =
+                page(&state, &visitor, &user, Some(&form), form_errors(&field_errors), FormErrors::default()).await?;
+            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view))
+        }
+        Err(AccountError::NoUser) => Ok(see_other("/sign-in")),
+        Err(e) => Err(AppError::Unexpected(e.into())),
+    }
+}
+
+pub async fn change_password(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = match visitor.require_user(PATH) {
+        Ok(user) => user.clone(),
+        Err(redirect) => return Ok(redirect),
+    };
+    let current = typed(&form.current_password);
+    let raw_new = typed(&form.new_password);
+    let mut errors = FormErrors::default();
+    if !user.has_usable_password() {
+        errors.general("This account has no password yet: use “Forgot your password?” to set one.");
+    } else if current.is_empty() {
+        errors.field("current_password", "Enter your current password.");
+    }
+    let new_password = match NewPassword::parse(
+        &raw_new,
+        user.username.as_ref().map(Username::as_str),
+        user.email.as_ref().map(Email::as_str),
+    ) {
+        Ok(p) => Some(p),
+        Err(problems) => {
+            password_problems(&mut errors, "new_password", problems);
+            None
+        }
+    };
+    let reshow = async |errors: FormErrors| -> Result<HttpResponse, AppError> {
+        let view = page(&state, &visitor, &user, None, FormErrors::default(), errors).await?;
+        Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view))
+    };
+    let Some(new_password) = new_password.filter(|_| errors.is_empty()) else {
+        return reshow(errors).await;
+    };
+
+    let (flows, checked) = (state.flows.clone(), user.clone());
+    let changed = state.hashing(move || flows.change_password(&checked, &current, &new_password)).await??;
+    if !changed {
+        return reshow(FormErrors::default().with_field("current_password", "That is not your current password."))
+            .await;
+    }
+    tracing::info!(event = "password_changed", user_id = user.id, ip = ?visitor.ip, "password changed");
+    // Every session of the user was deleted; this one carries on under a new id.
+    visitor.session.renew();
+    Ok(see_other(PATH))
+}

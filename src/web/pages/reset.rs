@@ -1,0 +1,150 @@
+//! The password reset: `/password-reset` (ask), `/password-reset/verify` (the code),
+//! `/password-reset/new` (the new password). The request answers the same whether or not the
+//! account exists; what was asked is kept in this session only.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::verify::{too_many, wait_errors};
+use super::{password_problems, typed};
+use crate::domain::password::NewPassword;
+use crate::domain::{Email, Username};
+use crate::web::error::AppError;
+use crate::web::session::PendingReset;
+use crate::web::views::{FormErrors, ResetNewView, ResetRequestView, ResetVerifyView, html};
+use crate::web::visitor::{Visitor, see_other};
+use crate::web::{AppState, signed_out_response};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RequestForm {
+    identifier: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    code: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NewPasswordForm {
+    new_password: Option<String>,
+}
+
+pub async fn show_request(visitor: Visitor) -> HttpResponse {
+    let view = ResetRequestView { chrome: visitor.chrome(), identifier: String::new(), errors: FormErrors::default() };
+    html(StatusCode::OK, &view)
+}
+
+pub async fn request(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<RequestForm>,
+) -> Result<HttpResponse, AppError> {
+    let identifier = typed(&form.identifier);
+    if identifier.trim().is_empty() {
+        let view = ResetRequestView {
+            chrome: visitor.chrome(),
+            identifier,
+            errors: FormErrors::default()
+                .with_field("identifier", "Enter your username, email address or phone number."),
+        };
+        return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view));
+    }
+    let flows = state.flows.clone();
+    let pending = web::block(move || flows.request_reset(&identifier)).await??;
+    tracing::info!(event = "password_reset_requested", ip = ?visitor.ip, "password reset requested");
+    visitor.session.set_reset(&pending)?;
+    Ok(see_other("/password-reset/verify"))
+}
+
+pub async fn show_verify(visitor: Visitor) -> HttpResponse {
+    if visitor.session.reset().is_none() {
+        return see_other("/password-reset");
+    }
+    html(StatusCode::OK, &ResetVerifyView { chrome: visitor.chrome(), errors: FormErrors::default() })
+}
+
+pub async fn verify(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    let Some(mut pending) = visitor.session.reset() else { return Ok(see_other("/password-reset")) };
+    let code = typed(&form.code);
+    let flows = state.flows.clone();
+    let asked = pending.clone();
+    match web::block(move || flows.verify_reset(&asked, &code)).await?? {
+        Ok(true) => {
+            pending.verified_at = Some(state.flows.accounts.now());
+            visitor.session.set_reset(&pending)?;
+            Ok(see_other("/password-reset/new"))
+        }
+        Ok(false) => {
+            let errors = FormErrors::default().with_field("code", "That code is wrong or has expired.");
+            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &ResetVerifyView { chrome: visitor.chrome(), errors }))
+        }
+        Err(throttled) => {
+            let secs = throttled.retry_after_secs(state.flows.accounts.now());
+            let view = ResetVerifyView { chrome: visitor.chrome(), errors: wait_errors(secs) };
+            Ok(too_many(html(StatusCode::TOO_MANY_REQUESTS, &view), secs))
+        }
+    }
+}
+
+/// The reset of this session if its code was proven within the code's lifetime.
+fn proven(state: &AppState, visitor: &Visitor) -> Option<PendingReset> {
+    let pending = visitor.session.reset()?;
+    let verified_at = pending.verified_at?;
+    pending.user_id?;
+    let ttl = chrono::Duration::from_std(state.settings.otp.ttl).ok()?;
+    (state.flows.accounts.now() < verified_at + ttl).then_some(pending)
+}
+
+pub async fn show_new(state: web::Data<AppState>, visitor: Visitor) -> HttpResponse {
+    if proven(&state, &visitor).is_none() {
+        return see_other("/password-reset");
+    }
+    html(StatusCode::OK, &ResetNewView { chrome: visitor.chrome(), errors: FormErrors::default() })
+}
+
+pub async fn set_new(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<NewPasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    let Some(pending) = proven(&state, &visitor) else { return Ok(see_other("/password-reset")) };
+    let user_id = pending.user_id.unwrap_or_default();
+    let flows = state.flows.clone();
+    let Some(user) = web::block(move || flows.user(user_id)).await?? else {
+        visitor.session.clear_reset();
+        return Ok(see_other("/password-reset"));
+    };
+    let raw = typed(&form.new_password);
+    let password = match NewPassword::parse(
+        &raw,
+        user.username.as_ref().map(Username::as_str),
+        user.email.as_ref().map(Email::as_str),
+    ) {
+        Ok(password) => password,
+        Err(problems) => {
+            let mut errors = FormErrors::default();
+            password_problems(&mut errors, "new_password", problems);
+            return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &ResetNewView { chrome: visitor.chrome(), errors }));
+        }
+    };
+    let flows = state.flows.clone();
+    state
+        .hashing(move || {
+            let hash = flows.hash(&password)?;
+            flows.complete_reset(&pending, &hash)
+        })
+        .await??;
+    tracing::info!(event = "password_reset", user_id, ip = ?visitor.ip, "password reset; all sessions ended");
+    // Every session of the user is gone; this one ends too (it may be anonymous).
+    visitor.session.sign_out();
+    Ok(signed_out_response(&state, "/sign-in"))
+}

@@ -1,0 +1,91 @@
+//! `GET/POST /sign-in` and `POST /sign-out`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::typed;
+use crate::web::error::AppError;
+use crate::web::views::{FormErrors, SignInView, html};
+use crate::web::visitor::{Visitor, local_path};
+use crate::web::{AppState, signed_in_response, signed_out_response};
+
+/// One message for every failure, so nothing tells which accounts exist.
+const NO_MATCH: &str = "That username, email or phone number and password do not match an account.";
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInForm {
+    identifier: Option<String>,
+    password: Option<String>,
+    next: Option<String>,
+}
+
+pub async fn show(visitor: Visitor, query: web::Query<SignInQuery>) -> HttpResponse {
+    let view = SignInView {
+        chrome: visitor.chrome(),
+        identifier: String::new(),
+        next: query.next.clone().filter(|n| local_path(n).is_some()).unwrap_or_default(),
+        errors: FormErrors::default(),
+    };
+    html(StatusCode::OK, &view)
+}
+
+pub async fn submit(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<SignInForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let identifier = typed(&form.identifier);
+    let password = typed(&form.password);
+    let next = form.next.clone().unwrap_or_default();
+    let reshow = |status: StatusCode, message: String| {
+        let view = SignInView {
+            chrome: visitor.chrome(),
+            identifier: identifier.clone(),
+            next: local_path(&next).map(str::to_owned).unwrap_or_default(),
+            errors: FormErrors::default().with_general(message),
+        };
+        html(status, &view)
+    };
+
+    let flows = state.flows.clone();
+    let typed_identifier = identifier.clone();
+    let outcome = state.hashing(move || flows.sign_in(&typed_identifier, &password)).await??;
+    match outcome {
+        Err(throttled) => {
+            let secs = throttled.retry_after_secs(state.flows.accounts.now());
+            tracing::info!(event = "sign_in_throttled", ip = ?visitor.ip, retry_after = secs, "sign-in throttled");
+            let mut response = reshow(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many failed attempts. Try again in {secs} second{}.", if secs == 1 { "" } else { "s" }),
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Ok(response)
+        }
+        Ok(None) => {
+            tracing::info!(event = "sign_in_failed", ip = ?visitor.ip, "sign-in failed");
+            Ok(reshow(StatusCode::UNAUTHORIZED, NO_MATCH.to_owned()))
+        }
+        Ok(Some(user)) => {
+            tracing::info!(event = "sign_in", user_id = user.id, ip = ?visitor.ip, "signed in");
+            signed_in_response(&state, &visitor, user.id, local_path(&next).unwrap_or("/account"))
+        }
+    }
+}
+
+pub async fn sign_out(state: web::Data<AppState>, visitor: Visitor) -> HttpResponse {
+    if let Some(user) = &visitor.user {
+        tracing::info!(event = "sign_out", user_id = user.id, ip = ?visitor.ip, "signed out");
+    }
+    visitor.session.sign_out();
+    signed_out_response(&state, "/")
+}

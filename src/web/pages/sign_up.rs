@@ -1,0 +1,93 @@
+//! `GET/POST /sign-up`: any subset of username, email and phone, and a password.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{form_errors, password_problems, typed};
+use crate::accounts::{AccountError, NewUser};
+use crate::domain::password::NewPassword;
+use crate::web::error::AppError;
+use crate::web::views::{FormErrors, SignUpView, html};
+use crate::web::visitor::{Visitor, see_other};
+use crate::web::{AppState, signed_in_response};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignUpForm {
+    username: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+}
+
+pub async fn show(visitor: Visitor) -> HttpResponse {
+    if visitor.user.is_some() {
+        return see_other("/account");
+    }
+    html(StatusCode::OK, &view(&visitor, &SignUpForm::default(), FormErrors::default()))
+}
+
+fn view(visitor: &Visitor, form: &SignUpForm, errors: FormErrors) -> SignUpView {
+    SignUpView {
+        chrome: visitor.chrome(),
+        username: typed(&form.username),
+        email: typed(&form.email),
+        phone: typed(&form.phone),
+        errors,
+    }
+}
+
+pub async fn submit(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<SignUpForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let reshow = |errors: FormErrors| html(StatusCode::UNPROCESSABLE_ENTITY, &view(&visitor, &form, errors));
+
+    let (new, mut errors) = match NewUser::from_raw(
+        form.username.as_deref(),
+        form.email.as_deref(),
+        form.phone.as_deref(),
+        state.settings.default_region,
+    ) {
+        Ok(new) => (Some(new), FormErrors::default()),
+        Err(field_errors) => (None, form_errors(&field_errors)),
+    };
+    if new.as_ref().is_some_and(|n| n.username.is_none() && n.email.is_none() && n.phone.is_none()) {
+        errors.general("Give at least one of a username, an email address or a phone number.");
+    }
+    let raw_password = form.password.clone().unwrap_or_default();
+    let password = NewPassword::parse(
+        &raw_password,
+        new.as_ref().and_then(|n| n.username.as_ref()).map(|u| u.as_str()).or(form.username.as_deref()),
+        new.as_ref().and_then(|n| n.email.as_ref()).map(|e| e.as_str()).or(form.email.as_deref()),
+    );
+    let password = match password {
+        Ok(password) => Some(password),
+        Err(problems) => {
+            password_problems(&mut errors, "password", problems);
+            None
+        }
+    };
+    let (Some(new), Some(password), true) = (new, password, errors.is_empty()) else {
+        return Ok(reshow(errors));
+    };
+
+    let flows = state.flows.clone();
+    let created = state
+        .hashing(move || {
+            let hash = flows.hash(&password)?;
+            flows.sign_up(new, &hash)
+        })
+        .await?;
+    match created {
+        Ok(user) => {
+            tracing::info!(event = "sign_up", user_id = user.id, ip = ?visitor.ip, "signed up");
+            signed_in_response(&state, &visitor, user.id, "/account")
+        }
+        Err(AccountError::Invalid(field_errors)) => Ok(reshow(form_errors(&field_errors))),
+        Err(e) => Err(AppError::Unexpected(e.into())),
+    }
+}

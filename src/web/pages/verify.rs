@@ -1,0 +1,130 @@
+//! `GET/POST /verify/{email,phone}` and `POST /verify/{email,phone}/send`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::typed;
+use crate::accounts::{Channel, CheckError, OtpToken};
+use crate::flows::Sent;
+use crate::web::AppState;
+use crate::web::error::{AppError, error_page};
+use crate::web::views::{FormErrors, VerifyView, html};
+use crate::web::visitor::{Visitor, see_other};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    code: Option<String>,
+}
+
+fn channel_of(segment: &str) -> Option<Channel> {
+    match segment {
+        "email" => Some(Channel::Email),
+        "phone" => Some(Channel::Phone),
+        _ => None,
+    }
+}
+
+/// The signed-in user's unverified token for this channel; otherwise the answer to give
+/// (sign in first, or back to the account for an address that is absent or already verified).
+async fn token(state: &AppState, visitor: &Visitor, segment: &str) -> Result<Result<OtpToken, HttpResponse>, AppError> {
+    let Some(channel) = channel_of(segment) else { return Err(AppError::NotFound) };
+    let user = match visitor.require_user(&format!("/verify/{segment}")) {
+        Ok(user) => user,
+        Err(redirect) => return Ok(Err(redirect)),
+    };
+    let (flows, user_id) = (state.flows.clone(), user.id);
+    Ok(web::block(move || flows.unverified_token(user_id, channel)).await??.ok_or_else(|| see_other("/account")))
+}
+
+fn view(visitor: &Visitor, token: &OtpToken, errors: FormErrors) -> VerifyView {
+    VerifyView {
+        chrome: visitor.chrome(),
+        channel: token.channel.as_str(),
+        address: token.address.clone(),
+        errors,
+        notice: None,
+    }
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let token = match token(&state, &visitor, &path).await? {
+        Ok(token) => token,
+        Err(response) => return Ok(response),
+    };
+    Ok(html(StatusCode::OK, &view(&visitor, &token, FormErrors::default())))
+}
+
+pub async fn send(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let token = match token(&state, &visitor, &path).await? {
+        Ok(token) => token,
+        Err(response) => return Ok(response),
+    };
+    let flows = state.flows.clone();
+    let channel = token.channel;
+    match web::block(move || flows.resend(&token)).await? {
+        Ok(Sent::Queued) => Ok(see_other(&format!("/verify/{channel}"))),
+        Ok(Sent::Refused(refusal)) => {
+            Ok(error_page(StatusCode::TOO_MANY_REQUESTS, Some(visitor.chrome()), Some(refusal.retry_after_secs())))
+        }
+        Err(CheckError::NoToken) => Ok(see_other("/account")),
+        Err(e) => Err(AppError::Unexpected(anyhow::anyhow!("{e}"))),
+    }
+}
+
+pub async fn check(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<String>,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    let token = match token(&state, &visitor, &path).await? {
+        Ok(token) => token,
+        Err(response) => return Ok(response),
+    };
+    let code = typed(&form.code);
+    let flows = state.flows.clone();
+    let checked = token.clone();
+    match web::block(move || flows.accounts.check_password(&checked, &code)).await? {
+        Ok(true) => {
+            tracing::info!(event = "verified", user_id = token.user_id, channel = %token.channel, ip = ?visitor.ip, "address verified");
+            Ok(see_other("/account"))
+        }
+        Ok(false) => {
+            let errors = FormErrors::default()
+                .with_field("code", "That code is wrong or has expired. Check it, or send a new one.");
+            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view(&visitor, &token, errors)))
+        }
+        Err(CheckError::Throttled(throttled)) => {
+            let secs = throttled.retry_after_secs(state.flows.accounts.now());
+            tracing::info!(event = "code_throttled", user_id = token.user_id, channel = %token.channel, ip = ?visitor.ip, "code check throttled");
+            Ok(too_many(html(StatusCode::TOO_MANY_REQUESTS, &view(&visitor, &token, wait_errors(secs))), secs))
+        }
+        Err(CheckError::NoToken) => Ok(see_other("/account")),
+        Err(CheckError::Unexpected(e)) => Err(AppError::Unexpected(e)),
+    }
+}
+
+/// The form message for a backoff window.
+pub(crate) fn wait_errors(secs: u64) -> FormErrors {
+    FormErrors::default().with_field(
+        "code",
+        format!("Too many wrong codes. Try again in {secs} second{}.", if secs == 1 { "" } else { "s" }),
+    )
+}
+
+/// Adds `Retry-After` to a 429 page.
+pub(crate) fn too_many(mut response: HttpResponse, secs: u64) -> HttpResponse {
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}

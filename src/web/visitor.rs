@@ -1,0 +1,102 @@
+//! Who is asking: the session, the signed-in user (if any) and the CSRF token for forms.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::csrf::{self, CsrfSecret};
+use super::error::AppError;
+use super::session::UserSession;
+use super::views::Chrome;
+use crate::accounts::User;
+
+pub struct Visitor {
+    pub session: UserSession,
+    pub csrf_token: String,
+    pub user: Option<User>,
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl Visitor {
+    pub fn chrome(&self) -> Chrome {
+        match &self.user {
+            Some(user) => Chrome::signed_in(self.csrf_token.clone(), user.display_name()),
+            None => Chrome::signed_out(self.csrf_token.clone()),
+        }
+    }
+
+    /// The user, or a redirect to sign in and come back to `path`.
+    pub fn require_user(&self, path: &str) -> Result<&User, HttpResponse> {
+        self.user.as_ref().ok_or_else(|| see_other(&format!("/sign-in?next={}", url_encode(path))))
+    }
+}
+
+impl FromRequest for Visitor {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let session = UserSession::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            let session = session.map_err(|e| AppError::Unexpected(anyhow::anyhow!("session: {e}")))?;
+            let state = req.app_data::<web::Data<AppState>>().expect("AppState").clone();
+            let secret = CsrfSecret::extract(&req).await.map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+            let csrf_token = csrf::token_for(&state, &secret.0);
+            let user = match session.user_id() {
+                Some(id) => {
+                    let flows = state.flows.clone();
+                    let user = web::block(move || flows.user(id)).await??;
+                    // an account deactivated or deleted meanwhile is signed out here
+                    let user = user.filter(|u| u.is_active);
+                    if user.is_none() {
+                        session.sign_out();
+                    }
+                    user
+                }
+                None => None,
+            };
+            let ip = state.ip_limit.client_ip(&req);
+            Ok(Visitor { session, csrf_token, user, ip })
+        })
+    }
+}
+
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// A `next` that stays on this site: a local path (starts with `/`, second character neither
+/// `/` nor `\`, no `\` and no control character anywhere).
+pub fn local_path(next: &str) -> Option<&str> {
+    let mut chars = next.chars();
+    let local = chars.next() == Some('/')
+        && !matches!(chars.next(), Some('/') | Some('\\'))
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
+    local.then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        for ok in ["/", "/account", "/verify/email?x=1", "/a/b//c"] {
+            assert_eq!(local_path(ok), Some(ok), "{ok}");
+        }
+        for bad in
+            ["", "account", "//evil.example", "/\\evil.example", "/a\\b", "https://evil.example", "/a\nb", "/\t/x"]
+        {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+    }
+}
