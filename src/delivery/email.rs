@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use lettre::Message;
 use lettre::address::Envelope;
 use lettre::message::{Mailbox, MultiPart, header::ContentType};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::{SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT};
-use lettre::Message;
 use url::Url;
 
 use super::SendFuture;
@@ -208,5 +208,41 @@ impl EmailSender for SmtpEmail {
                 Err(_) => Err(anyhow::anyhow!("SMTP: no answer within {} s", self.timeout.as_secs_f32())),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smtp(url: &str) -> anyhow::Result<SmtpEmail> {
+        SmtpEmail::new(&Url::parse(url).unwrap(), "a@example.org".parse().unwrap(), Duration::from_secs(1))
+    }
+
+    #[test]
+    fn reads_the_smtp_url() {
+        let plain = smtp("smtp://127.0.0.1:2525").unwrap();
+        assert!(matches!(plain.tls, SmtpTls::None) && plain.port == 2525 && plain.credentials.is_none());
+        let tls = smtp("smtps://us%40er:p%25ss+word@mail.example.org").unwrap();
+        assert!(matches!(tls.tls, SmtpTls::Wrapper(_)) && tls.port == 465);
+        assert_eq!(tls.credentials, Some(Credentials::new("us@er".into(), "p%ss+word".into())));
+        let starttls = smtp("smtp://mail.example.org/relay.example.org?tls=required").unwrap();
+        assert!(matches!(starttls.tls, SmtpTls::Required(_)) && starttls.port == 587);
+        assert_eq!(starttls.hello, ClientId::Domain("relay.example.org".into()));
+        assert!(smtp("smtp://mail.example.org?tls=maybe").is_err());
+        assert!(smtp("imap://mail.example.org").is_err());
+        // Debug shows no password
+        assert!(!format!("{tls:?}").contains("ss"));
+    }
+
+    #[test]
+    fn builds_multipart_or_plain_messages() {
+        let from: Mailbox = "Flex <a@example.org>".parse().unwrap();
+        let both = build_message(&from, "b@example.org", "Hi", "text", Some("<p>html</p>")).unwrap();
+        let raw = String::from_utf8(both.formatted()).unwrap();
+        assert!(raw.contains("multipart/alternative") && raw.contains("text/html"));
+        let plain = build_message(&from, "b@example.org", "Hi", "text", None).unwrap();
+        assert!(!String::from_utf8(plain.formatted()).unwrap().contains("multipart"));
+        assert!(build_message(&from, "not an address", "Hi", "text", None).is_err());
     }
 }

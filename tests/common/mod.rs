@@ -4,6 +4,9 @@
 //! `CI=true`, where they fail.
 #![allow(dead_code)]
 
+pub mod app;
+pub mod sinks;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 

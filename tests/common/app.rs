@@ -1,0 +1,258 @@
+//! The real server on port 0, with a real SMTP listener and an HTTP SMS sink, and a client that
+//! keeps cookies and does not follow redirects.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flex_user::clock::ManualClock;
+use flex_user::db::{self, Pool};
+use flex_user::delivery::Senders;
+use flex_user::flows::Flows;
+use flex_user::web::{self, AppState};
+use flex_user::Accounts;
+use reqwest::blocking::{Client, Response};
+use reqwest::cookie::{CookieStore as _, Jar};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+
+use super::TestDb;
+use super::sinks::{HttpSink, SmtpSink};
+
+pub struct TestApp {
+    pub base: String,
+    pub smtp: SmtpSink,
+    pub sms: HttpSink,
+    pub clock: ManualClock,
+    pub pool: Pool,
+    pub accounts: Accounts,
+    system: actix_web::rt::System,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.system.stop();
+    }
+}
+
+/// Settings every web test uses; `extra` overrides.
+pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
+    let smtp = SmtpSink::start();
+    let sms = HttpSink::start();
+    let (smtp_url, sms_url) = (smtp.url(), sms.url());
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("FLEX_USER_EMAIL_BACKEND", "smtp"),
+        ("FLEX_USER_SMTP_URL", &smtp_url),
+        ("FLEX_USER_SMS_BACKEND", "webhook"),
+        ("FLEX_USER_SMS_WEBHOOK_URL", &sms_url),
+        ("FLEX_USER_PUBLIC_URL", "http://auth.test:8080"),
+    ];
+    vars.extend_from_slice(extra);
+    let settings = db.settings(&vars);
+    let pool = db::connect(&settings.database_url, 16).expect("connect");
+    let clock = ManualClock::default();
+    let accounts = Accounts::new(pool.clone(), &settings).expect("accounts").with_clock(clock.clone());
+    let senders = Senders::from_settings(&settings).expect("senders");
+    let state = AppState::new(Flows::new(accounts.clone(), &settings), settings);
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            let server = web::run(listener, state, senders).expect("server");
+            tx.send(actix_web::rt::System::current()).unwrap();
+            let _ = server.await;
+        });
+    });
+    let system = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+    TestApp { base, smtp, sms, clock, pool, accounts, system }
+}
+
+/// A browser: keeps cookies, never follows redirects.
+pub struct Browser<'a> {
+    pub app: &'a TestApp,
+    pub jar: Arc<Jar>,
+    client: Client,
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    pub fn assert_redirect(&self, to: &str) {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "expected 303 to {to}: {}", self.body);
+        assert_eq!(self.location(), Some(to));
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    }
+
+    /// The value of the first `name="csrf_token"` input.
+    pub fn csrf_token(&self) -> Option<String> {
+        let at = self.body.find("name=\"csrf_token\"")?;
+        let rest = &self.body[at..];
+        let start = rest.find("value=\"")? + 7;
+        let end = rest[start..].find('"')?;
+        Some(rest[start..start + end].to_owned())
+    }
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp) -> Self {
+        let jar = Arc::new(Jar::default());
+        Browser::with_jar(app, jar)
+    }
+
+    fn with_jar(app: &'a TestApp, jar: Arc<Jar>) -> Self {
+        let client = Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Browser { app, jar, client }
+    }
+
+    /// A second browser holding a copy of this one's cookies (a stolen cookie).
+    pub fn copy(&self) -> Browser<'a> {
+        let url = self.app.base.parse().unwrap();
+        let jar = Arc::new(Jar::default());
+        if let Some(cookies) = self.jar.cookies(&url) {
+            for cookie in cookies.to_str().unwrap().split("; ") {
+                jar.add_cookie_str(cookie, &url);
+            }
+        }
+        Browser::with_jar(self.app, jar)
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let url = self.app.base.parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header.to_str().ok()?.split("; ").find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    }
+
+    fn read(response: Response) -> Page {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().unwrap_or_default();
+        Page { status, headers, body }
+    }
+
+    pub fn get(&self, path: &str) -> Page {
+        Self::read(self.client.get(format!("{}{path}", self.app.base)).send().expect("GET"))
+    }
+
+    /// POSTs a form exactly as given (no token added).
+    pub fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        Self::read(self.client.post(format!("{}{path}", self.app.base)).form(fields).send().expect("POST"))
+    }
+
+    /// The CSRF token a page would put in its forms now.
+    pub fn token(&self) -> String {
+        self.get("/sign-in").csrf_token().expect("a form with a csrf_token")
+    }
+
+    /// POSTs a form with this browser's CSRF token, as a page's form would.
+    pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.token();
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all)
+    }
+
+    pub fn sign_up(&self, fields: &[(&str, &str)]) -> Page {
+        self.post("/sign-up", fields)
+    }
+
+    pub fn sign_in(&self, identifier: &str, password: &str) -> Page {
+        self.post("/sign-in", &[("identifier", identifier), ("password", password)])
+    }
+}
+
+impl TestApp {
+    /// Waits (up to 15 s) for the `nth` (0-based) email to `to`, and returns its raw data.
+    pub fn email_to(&self, to: &str, nth: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mails: Vec<_> = self.smtp.mails().into_iter().filter(|m| m.to.iter().any(|t| t == to)).collect();
+            if let Some(mail) = mails.get(nth) {
+                return mail.data.clone();
+            }
+            assert!(Instant::now() < deadline, "no email #{nth} to {to}; got {} in all", self.smtp.mails().len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn emails_to(&self, to: &str) -> usize {
+        self.smtp.mails().into_iter().filter(|m| m.to.iter().any(|t| t == to)).count()
+    }
+
+    /// Waits for the `nth` SMS to `to` and returns its body.
+    pub fn sms_to(&self, to: &str, nth: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let bodies: Vec<String> = self
+                .sms
+                .posts()
+                .into_iter()
+                .filter(|p| p["to"] == to)
+                .map(|p| p["body"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            if let Some(body) = bodies.get(nth) {
+                return body.clone();
+            }
+            assert!(Instant::now() < deadline, "no SMS #{nth} to {to}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn sms_count(&self, to: &str) -> usize {
+        self.sms.posts().into_iter().filter(|p| p["to"] == to).count()
+    }
+
+    /// The code in the `nth` email to `to`.
+    pub fn email_code(&self, to: &str, nth: usize) -> String {
+        code_in(&self.email_to(to, nth), 6).expect("a 6-digit code in the email")
+    }
+
+    pub fn sms_code(&self, to: &str, nth: usize) -> String {
+        code_in(&self.sms_to(to, nth), 6).expect("a 6-digit code in the SMS")
+    }
+}
+
+/// The first standalone run of exactly `len` digits.
+pub fn code_in(text: &str, len: usize) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == len {
+                return Some(text[start..i].to_owned());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}

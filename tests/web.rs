@@ -1,0 +1,332 @@
+//! The site over HTTP, as a browser drives it: sign-up, sign-in, sign-out, sessions, CSRF and
+//! the hardening promises of the contract. On SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use common::app::{Browser, TestApp, code_in, spawn_app};
+use reqwest::StatusCode;
+
+const PASSWORD: &str = "correct horse battery";
+
+on_both_databases!(
+    home_shows_who_is_signed_in,
+    sign_up_signs_in_with_a_new_session_and_sends_codes,
+    sign_up_reshows_the_form_with_messages,
+    twenty_parallel_sign_ups_of_one_email,
+    sign_in_with_each_identifier_and_next,
+    sign_in_failures_look_the_same_and_are_throttled,
+    sign_out_ends_the_session_for_copied_cookies,
+    csrf_is_required_and_bound,
+    hardening_headers_sizes_and_errors,
+    ip_limit_comes_before_csrf,
+    anonymous_pages_write_no_sessions,
+    signed_out_visitors_are_sent_to_sign_in,
+    a_dead_smtp_server_delays_nothing,
+);
+
+fn alice(app: &TestApp) -> Browser<'_> {
+    let browser = Browser::new(app);
+    browser
+        .sign_up(&[
+            ("username", "alice"),
+            ("email", "alice@example.org"),
+            ("phone", "+12025551234"),
+            ("password", PASSWORD),
+        ])
+        .assert_redirect("/account");
+    browser
+}
+
+fn home_shows_who_is_signed_in(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let anonymous = Browser::new(&app);
+    let page = anonymous.get("/");
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("action=\"/sign-out\""));
+    let browser = Browser::new(&app);
+    browser.sign_up(&[("email", "bob@example.org"), ("password", PASSWORD)]).assert_redirect("/account");
+    let page = browser.get("/");
+    assert!(page.body.contains("bob@example.org"), "display name: email when no username");
+    assert!(page.body.contains("action=\"/sign-out\""), "a sign-out button when signed in");
+}
+
+fn sign_up_signs_in_with_a_new_session_and_sends_codes(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let browser = Browser::new(&app);
+    browser.get("/sign-up");
+    let before = browser.cookie("flex_session");
+    let page = browser.sign_up(&[
+        ("username", "alice"),
+        ("email", "alice@example.org"),
+        ("phone", "+1 202 555 1234"),
+        ("password", PASSWORD),
+    ]);
+    page.assert_redirect("/account");
+    let after = browser.cookie("flex_session").expect("a session cookie");
+    assert_ne!(before, Some(after));
+    let cookie = page.set_cookies().into_iter().find(|c| c.starts_with("flex_session=")).unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && !cookie.contains("Secure"), "{cookie}");
+
+    let account = browser.get("/account");
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(account.body.contains("alice@example.org") && account.body.contains("+12025551234"));
+
+    // a code to the email and one to the phone, through the real listeners
+    let mail = app.email_to("alice@example.org", 0);
+    assert!(code_in(&mail, 6).is_some(), "{mail}");
+    let sms = app.sms_to("+12025551234", 0);
+    let code = code_in(&sms, 6).unwrap();
+    assert!(sms.trim_end().ends_with(&format!("@auth.test #{code}")), "WebOTP line: {sms:?}");
+}
+
+fn sign_up_reshows_the_form_with_messages(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let browser = Browser::new(&app);
+    let form = browser.get("/sign-up");
+    assert!(!form.body.contains("name=\"username\" required") && form.body.contains("autocomplete=\"new-password\""));
+
+    let page = browser.sign_up(&[("username", ".bad"), ("email", "not-an-email"), ("phone", ""), ("password", "secret-typed-here-1")]);
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("value=\".bad\"") && page.body.contains("value=\"not-an-email\""), "typed values kept");
+    assert!(!page.body.contains("secret-typed-here-1"), "never a password");
+    assert!(page.body.contains("Enter a valid email address."));
+
+    let page = browser.sign_up(&[("password", PASSWORD)]);
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "no identifier at all");
+    let page = browser.sign_up(&[("username", "carol"), ("password", "12345678")]);
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("entirely numeric"));
+    let page = browser.sign_up(&[("username", "carol"), ("password", "carol123")]);
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "too similar / too common");
+
+    alice(&app);
+    let page = Browser::new(&app).sign_up(&[("email", "ALICE@example.org"), ("password", PASSWORD)]);
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("A user with that email address already exists."));
+    // nothing was created by the refusals
+    assert!(app.accounts.authenticate("carol", "carol123").unwrap().is_none());
+}
+
+fn twenty_parallel_sign_ups_of_one_email(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let browsers: Vec<Browser> = (0..20).map(|_| Browser::new(&app)).collect();
+    let tokens: Vec<String> = browsers.iter().map(|b| b.token()).collect();
+    let barrier = std::sync::Barrier::new(20);
+    let statuses: Vec<StatusCode> = std::thread::scope(|s| {
+        let handles: Vec<_> = browsers
+            .iter()
+            .zip(&tokens)
+            .map(|(b, t)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    b.post_raw("/sign-up", &[("csrf_token", t), ("email", "race@example.org"), ("password", PASSWORD)])
+                        .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY).count();
+    assert_eq!((created, refused), (1, 19), "{statuses:?}");
+}
+
+fn sign_in_with_each_identifier_and_next(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    alice(&app).post("/sign-out", &[]).assert_redirect("/");
+    for identifier in ["alice", "ALICE", "Alice@Example.org", "+1 (202) 555-1234"] {
+        let browser = Browser::new(&app);
+        browser.get("/");
+        let page = browser.sign_in(identifier, PASSWORD);
+        page.assert_redirect("/account");
+        assert!(browser.get("/").body.contains("alice"), "{identifier}");
+    }
+    let browser = Browser::new(&app);
+    let form = browser.get("/sign-in?next=/verify/email");
+    assert!(form.body.contains("href=\"/password-reset\"") && form.body.contains("href=\"/sign-up\""));
+    let page = browser.post("/sign-in", &[("identifier", "alice"), ("password", PASSWORD), ("next", "/verify/email")]);
+    page.assert_redirect("/verify/email");
+    for evil in ["//evil.example/x", "https://evil.example", "/\\evil.example", "account"] {
+        let browser = Browser::new(&app);
+        let page = browser.post("/sign-in", &[("identifier", "alice"), ("password", PASSWORD), ("next", evil)]);
+        page.assert_redirect("/account");
+    }
+    // the session id changes at sign-in
+    let browser = Browser::new(&app);
+    browser.post("/password-reset", &[("identifier", "nobody@example.org")]);
+    let before = browser.cookie("flex_session").expect("a session for the reset request");
+    browser.sign_in("alice", PASSWORD).assert_redirect("/account");
+    assert_ne!(browser.cookie("flex_session").unwrap(), before);
+}
+
+fn sign_in_failures_look_the_same_and_are_throttled(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    alice(&app);
+    let browser = Browser::new(&app);
+    let wrong = browser.sign_in("alice", "wrong password");
+    let unknown = browser.sign_in("nobody", "wrong password");
+    let garbage = browser.sign_in("-not an identifier-", "x");
+    for page in [&wrong, &unknown, &garbage] {
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    let message = |body: &str| body.contains("do not match an account");
+    assert!(message(&wrong.body) && message(&unknown.body) && message(&garbage.body));
+    assert!(wrong.body.contains("value=\"alice\"") && !wrong.body.contains("wrong password"));
+
+    // the first failure opened a 1 s window for each identifier, known or not
+    for identifier in ["alice", "nobody", "-not an identifier-"] {
+        let page = browser.sign_in(identifier, PASSWORD);
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{identifier}");
+        assert_eq!(page.header("retry-after"), Some("1"));
+        assert!(page.body.contains("Try again in 1 second"));
+    }
+    // keyed on the normalized identifier: the same account by its email is another key
+    app.clock.advance(chrono::Duration::seconds(1));
+    browser.sign_in("ALICE", "wrong again").status.eq(&StatusCode::UNAUTHORIZED).then_some(()).unwrap();
+    let page = browser.sign_in("alice", PASSWORD);
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "ALICE and alice are one key");
+    assert_eq!(page.header("retry-after"), Some("2"));
+    app.clock.advance(chrono::Duration::seconds(2));
+    browser.sign_in("alice", PASSWORD).assert_redirect("/account");
+}
+
+fn sign_out_ends_the_session_for_copied_cookies(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let browser = alice(&app);
+    let thief = browser.copy();
+    assert_eq!(thief.get("/account").status, StatusCode::OK, "the copy works while signed in");
+    browser.post("/sign-out", &[]).assert_redirect("/");
+    assert_eq!(browser.get("/account").location(), Some("/sign-in?next=%2Faccount"));
+    let page = thief.get("/account");
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "a copied cookie stops working after sign-out");
+}
+
+fn csrf_is_required_and_bound(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let browser = Browser::new(&app);
+    browser.get("/sign-up");
+    let fields = [("email", "csrf@example.org"), ("password", PASSWORD)];
+    assert_eq!(browser.post_raw("/sign-up", &fields).status, StatusCode::FORBIDDEN);
+    let mut wrong = vec![("csrf_token", "0000")];
+    wrong.extend_from_slice(&fields);
+    let page = browser.post_raw("/sign-up", &wrong);
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(app.accounts.authenticate("csrf@example.org", PASSWORD).unwrap().is_none(), "nothing changed");
+
+    // a token from another visitor does not work here
+    let other = Browser::new(&app);
+    let token = other.token();
+    let mut theirs = vec![("csrf_token", token.as_str())];
+    theirs.extend_from_slice(&fields);
+    assert_eq!(browser.post_raw("/sign-up", &theirs).status, StatusCode::FORBIDDEN);
+
+    // a signed-in session refuses a CSRF cookie planted from elsewhere
+    let signed_in = alice(&app);
+    let planted = Browser::new(&app);
+    let planted_token = planted.token();
+    let planted_cookie = planted.cookie("flex_csrf").unwrap();
+    let url = app.base.parse().unwrap();
+    signed_in.jar.add_cookie_str(&format!("flex_csrf={planted_cookie}; Path=/"), &url);
+    let page = signed_in.post_raw("/sign-out", &[("csrf_token", &planted_token)]);
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+}
+
+fn hardening_headers_sizes_and_errors(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let browser = Browser::new(&app);
+    let big = "x".repeat(70 * 1024);
+    let pages = [
+        browser.get("/"),
+        browser.get("/sign-in"),
+        browser.get("/no/such/page"),
+        browser.post_raw("/sign-in", &[("identifier", &big)]),
+        browser.post_raw("/sign-in", &[]),
+    ];
+    assert_eq!(pages[2].status, StatusCode::NOT_FOUND);
+    assert_eq!(pages[3].status, StatusCode::PAYLOAD_TOO_LARGE, "413 before CSRF");
+    assert_eq!(pages[4].status, StatusCode::FORBIDDEN);
+    for page in &pages {
+        let csp = page.header("content-security-policy").expect("CSP");
+        assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+        assert!(page.header("referrer-policy").is_some());
+        assert_eq!(page.header("cache-control"), Some("no-store"));
+        assert!(page.header("content-type").unwrap().starts_with("text/html"));
+        assert!(page.body.contains("name=\"viewport\""));
+    }
+    assert!(pages[2].body.contains("Page not found"));
+    let health = browser.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (StatusCode::OK, "ok"));
+    let css = browser.get("/static/style.css");
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+}
+
+fn ip_limit_comes_before_csrf(db: &TestDb) {
+    let app = spawn_app(db, &[("FLEX_USER_IP_RATE_LIMIT", "3")]);
+    let browser = Browser::new(&app);
+    browser.get("/");
+    for _ in 0..3 {
+        assert_eq!(browser.post_raw("/sign-in", &[]).status, StatusCode::FORBIDDEN);
+    }
+    let page = browser.post_raw("/sign-in", &[]);
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = page.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "refilled evenly: one request every 20 s, got {wait}");
+    assert!(page.body.contains("Try again in"));
+    assert_eq!(browser.get("/sign-in").status, StatusCode::OK, "GETs are not limited");
+}
+
+fn anonymous_pages_write_no_sessions(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let count = || {
+        use diesel::prelude::*;
+        let mut conn = app.pool.get().unwrap();
+        flex_user::db::schema::sessions::table.count().get_result::<i64>(&mut *conn).unwrap()
+    };
+    for path in ["/", "/sign-in", "/sign-up", "/password-reset", "/nothing-here", "/account"] {
+        for _ in 0..3 {
+            Browser::new(&app).get(path);
+        }
+    }
+    assert_eq!(count(), 0);
+}
+
+fn signed_out_visitors_are_sent_to_sign_in(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let browser = Browser::new(&app);
+    for path in ["/account", "/verify/email", "/verify/phone"] {
+        let page = browser.get(path);
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        let location = page.location().unwrap();
+        assert!(location.starts_with("/sign-in?next="), "{path}: {location}");
+    }
+    browser.post("/account", &[("username", "x")]).assert_redirect("/sign-in?next=%2Faccount");
+}
+
+fn a_dead_smtp_server_delays_nothing(db: &TestDb) {
+    // nothing listens at first; a listener comes up on that port later
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let app = spawn_app(db, &[("FLEX_USER_SMTP_URL", &smtp_url)]);
+    let browser = Browser::new(&app);
+    let started = Instant::now();
+    browser.sign_up(&[("email", "late@example.org"), ("password", PASSWORD)]).assert_redirect("/account");
+    assert!(started.elapsed() < Duration::from_secs(5), "the response does not wait for SMTP");
+    std::thread::sleep(Duration::from_millis(300));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let late = common::sinks::SmtpSink::start_on(listener);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while late.mails().is_empty() {
+        assert!(Instant::now() < deadline, "the message arrives once SMTP is up");
+        // the worker's retry backoff runs on the app's clock
+        app.clock.advance(chrono::Duration::seconds(2));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(late.mails()[0].to, ["late@example.org"]);
+}
