@@ -280,20 +280,23 @@ impl Flows {
                 tracing::info!(user_id = user.id, %channel, "password reset requested");
             }
             _ => {
-                // The same kind of work for an unknown account: the address's send limits are
-                // counted as if a code went out (so throttling reveals nothing either).
-                if let Some(identifier @ (Identifier::Email(_) | Identifier::Phone(_))) = &identifier {
-                    let (channel, address) = match identifier {
-                        Identifier::Email(e) => (Channel::Email, e.key()),
-                        Identifier::Phone(p) => (Channel::Phone, p.as_str().to_owned()),
-                        Identifier::Username(_) => unreachable!(),
-                    };
-                    self.transaction(|conn| {
-                        let _sent_or_refused =
-                            limits::try_record(conn, &self.secret, &self.limits, channel, &address, now)?;
-                        Ok::<_, anyhow::Error>(())
-                    })?;
-                }
+                // The same kind of work for an unknown account: the send limits are counted as if
+                // a code went out, and a code that would have gone out starts the failure count
+                // again, as a new code does for a real token (so neither the limits nor the
+                // backoff of `verify_reset` tell an unknown account from a known one). With no
+                // address to key the limits on (a username, or text that parses as nothing),
+                // the keyed identifier stands in for one.
+                let (channel, address) = match &identifier {
+                    Some(Identifier::Email(e)) => (Channel::Email, e.key()),
+                    Some(Identifier::Phone(p)) => (Channel::Phone, p.as_str().to_owned()),
+                    Some(Identifier::Username(_)) | None => (Channel::Email, format!("reset:{}", pending.throttle_key)),
+                };
+                self.transaction(|conn| {
+                    if limits::try_record(conn, &self.secret, &self.limits, channel, &address, now)?.is_ok() {
+                        throttles::clear(conn, &pending.throttle_key)?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                })?;
                 tracing::info!("password reset requested for no account");
             }
         }

@@ -3,14 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::TestDb;
+use common::sinks::{HttpSink, Mail, SmtpSink, silent_server};
 use flex_user::accounts::{Change, Channel, IdentifierChanges, OtpCode};
 use flex_user::clock::{Clock, ManualClock};
 use flex_user::db::{self, AnyConnection, Pool};
@@ -24,159 +24,6 @@ use flex_user::domain::{Email, Username};
 use flex_user::secret::SecretKey;
 use flex_user::{Accounts, NewUser};
 use url::Url;
-
-// ---------------------------------------------------------------------------------------------
-// listeners
-
-/// One message as the SMTP server received it.
-#[derive(Debug, Clone)]
-struct Mail {
-    to: Vec<String>,
-    data: String,
-}
-
-#[derive(Clone)]
-struct SmtpHandler {
-    mails: Arc<Mutex<Vec<Mail>>>,
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-impl mailin_embedded::Handler for SmtpHandler {
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
-        self.to = to.to_vec();
-        self.data.clear();
-        mailin_embedded::response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.data.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> mailin_embedded::Response {
-        let mail = Mail { to: std::mem::take(&mut self.to), data: String::from_utf8_lossy(&self.data).into_owned() };
-        self.data.clear();
-        self.mails.lock().unwrap().push(mail);
-        mailin_embedded::response::OK
-    }
-}
-
-/// An SMTP server (mailin-embedded) on its own thread, collecting messages.
-struct SmtpSink {
-    addr: SocketAddr,
-    mails: Arc<Mutex<Vec<Mail>>>,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        SmtpSink::start_on(TcpListener::bind("127.0.0.1:0").unwrap())
-    }
-
-    fn start_on(listener: TcpListener) -> SmtpSink {
-        let addr = listener.local_addr().unwrap();
-        let mails = Arc::new(Mutex::new(Vec::new()));
-        let handler = SmtpHandler { mails: mails.clone(), to: Vec::new(), data: Vec::new() };
-        std::thread::spawn(move || {
-            let mut server = mailin_embedded::Server::new(handler);
-            // pooled client connections each hold a thread while idle
-            server.with_name("sink.test").with_num_threads(64).with_tcp_listener(listener);
-            // the error type is not Send: it stays on this thread
-            if let Err(e) = server.serve() {
-                eprintln!("SMTP sink stopped: {e}");
-            }
-        });
-        SmtpSink { addr, mails }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://{}", self.addr)
-    }
-
-    fn mails(&self) -> Vec<Mail> {
-        self.mails.lock().unwrap().clone()
-    }
-}
-
-/// A tiny HTTP server collecting JSON POSTs; it answers `500` to the first `fail_first`.
-struct HttpSink {
-    addr: SocketAddr,
-    posts: Arc<Mutex<Vec<serde_json::Value>>>,
-    fail_first: Arc<AtomicUsize>,
-}
-
-impl HttpSink {
-    fn start() -> HttpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let posts = Arc::new(Mutex::new(Vec::new()));
-        let fail_first = Arc::new(AtomicUsize::new(0));
-        let (p, f) = (posts.clone(), fail_first.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (p, f) = (p.clone(), f.clone());
-                std::thread::spawn(move || {
-                    let _ = HttpSink::serve(stream, &p, &f);
-                });
-            }
-        });
-        HttpSink { addr, posts, fail_first }
-    }
-
-    fn serve(
-        stream: TcpStream,
-        posts: &Mutex<Vec<serde_json::Value>>,
-        fail_first: &AtomicUsize,
-    ) -> std::io::Result<()> {
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut length = 0;
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line)?;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        let failing = fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if !failing && request_line.starts_with("POST /sms ") {
-            posts.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
-        }
-        let status = if failing { "500 Internal Server Error" } else { "200 OK" };
-        let mut stream = stream;
-        write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-        stream.flush()
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/sms", self.addr)
-    }
-
-    fn posts(&self) -> Vec<serde_json::Value> {
-        self.posts.lock().unwrap().clone()
-    }
-}
-
-/// A server that accepts connections and never says a word.
-fn silent_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
-    addr
-}
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -526,9 +373,11 @@ fn a_spawned_worker_wakes_on_notify(db: &TestDb) {
     let senders = smtp_senders(db, "smtp://127.0.0.1:9", &hooks.url());
     let rt = runtime();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let handle = rt.block_on(async {
+    // spawn needs the runtime's context, not a task of its own
+    let handle = {
+        let _inside = rt.enter();
         worker::spawn(pool.clone(), senders, Arc::new(clock.clone()) as Arc<dyn Clock>, wake.clone())
-    });
+    };
     let id = enqueue(&pool, &code_sms("+447700900999", Some(1), &OtpCode::generate(6), &clock), &clock);
     wake.notify_one();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -25,6 +25,7 @@ on_both_databases!(
     anonymous_pages_write_no_sessions,
     signed_out_visitors_are_sent_to_sign_in,
     a_dead_smtp_server_delays_nothing,
+    a_failure_inside_shows_a_500_page_without_internals,
 );
 
 fn alice(app: &TestApp) -> Browser<'_> {
@@ -200,7 +201,7 @@ fn sign_out_ends_the_session_for_copied_cookies(db: &TestDb) {
     let thief = browser.copy();
     assert_eq!(thief.get("/account").status, StatusCode::OK, "the copy works while signed in");
     browser.post("/sign-out", &[]).assert_redirect("/");
-    assert_eq!(browser.get("/account").location(), Some("/sign-in?next=%2Faccount"));
+    assert_eq!(browser.get("/account").location(), Some("/sign-in?next=/account"));
     let page = thief.get("/account");
     assert_eq!(page.status, StatusCode::SEE_OTHER, "a copied cookie stops working after sign-out");
 }
@@ -306,7 +307,7 @@ fn signed_out_visitors_are_sent_to_sign_in(db: &TestDb) {
         let location = page.location().unwrap();
         assert!(location.starts_with("/sign-in?next="), "{path}: {location}");
     }
-    browser.post("/account", &[("username", "x")]).assert_redirect("/sign-in?next=%2Faccount");
+    browser.post("/account", &[("username", "x")]).assert_redirect("/sign-in?next=/account");
 }
 
 fn a_dead_smtp_server_delays_nothing(db: &TestDb) {
@@ -329,4 +330,21 @@ fn a_dead_smtp_server_delays_nothing(db: &TestDb) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(late.mails()[0].to, ["late@example.org"]);
+}
+
+fn a_failure_inside_shows_a_500_page_without_internals(db: &TestDb) {
+    use diesel::connection::SimpleConnection as _;
+    let app = spawn_app(db, &[]);
+    let browser = alice(&app);
+    // break the database under the running server
+    app.pool.get().unwrap().batch_execute("DROP TABLE otp_tokens").unwrap();
+    let page = browser.get("/account");
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.body.contains("Something went wrong"));
+    for internal in ["otp_tokens", "diesel", "no such table", "relation", "panicked", ".rs:"] {
+        assert!(!page.body.contains(internal), "leaks {internal:?}: {}", page.body);
+    }
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert!(page.header("content-security-policy").is_some());
 }

@@ -172,7 +172,13 @@ pub async fn run_once(pool: &Pool, senders: &Senders, clock: &dyn Clock, worker_
         }
         while let Some(joined) = sends.join_next().await {
             match joined {
-                Ok((row, result)) => record(pool, clock, worker_id, row, result).await?,
+                Ok((row, result)) => {
+                    let id = row.id;
+                    // keep going: dropping `sends` would cut the other deliveries short
+                    if let Err(e) = record(pool, clock, worker_id, row, result).await {
+                        tracing::warn!(worker = %worker_id, message = id, "outbox: cannot record a delivery: {e:#}");
+                    }
+                }
                 // a panicking sender: the row's lease runs out and it is tried again later
                 Err(e) => tracing::error!(worker = %worker_id, "outbox: a delivery task failed: {e}"),
             }

@@ -94,6 +94,32 @@ impl FormErrors {
         !self.fields.is_empty()
     }
 
+    /// The lines of the alert box at the top of the form: the general messages, then a pointer
+    /// to the fields marked below.
+    pub fn alert_lines(&self) -> Vec<String> {
+        self.alert_lines_hiding(&[])
+    }
+
+    /// Like [`FormErrors::alert_lines`] for a form that does not show the inputs named in
+    /// `hidden`: their messages go into the alert box, since there is no field to put them by.
+    pub fn alert_lines_hiding(&self, hidden: &[&str]) -> Vec<String> {
+        let mut lines = self.generals.clone();
+        let mut marked = 0;
+        for (name, msg) in &self.fields {
+            if hidden.contains(name) {
+                lines.push(msg.clone());
+            } else {
+                marked += 1;
+            }
+        }
+        match marked {
+            0 => {}
+            1 => lines.push("Please correct the field marked below.".into()),
+            _ => lines.push("Please correct the fields marked below.".into()),
+        }
+        lines
+    }
+
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty() && self.generals.is_empty()
     }
@@ -153,6 +179,28 @@ pub struct AccountView {
     pub password_errors: FormErrors,
     /// A status line at the top of the page, e.g. "We sent a code to …".
     pub notice: Option<String>,
+}
+
+impl AccountView {
+    /// The alert box of the identifiers form (without a usable password there is no
+    /// `current_password` input, so a message for it is shown in the box).
+    pub fn identifier_alert_lines(&self) -> Vec<String> {
+        if self.has_usable_password {
+            self.identifier_errors.alert_lines()
+        } else {
+            self.identifier_errors.alert_lines_hiding(&["current_password"])
+        }
+    }
+
+    /// The alert box of the password section (without a usable password it has no form, so
+    /// every message is shown in the box).
+    pub fn password_alert_lines(&self) -> Vec<String> {
+        if self.has_usable_password {
+            self.password_errors.alert_lines()
+        } else {
+            self.password_errors.alert_lines_hiding(&["current_password", "new_password"])
+        }
+    }
 }
 
 /// `GET|POST /verify/{channel}`.
@@ -252,7 +300,7 @@ impl ErrorView {
             chrome,
             500,
             "Something went wrong",
-            "The server could not finish this request. Nothing you typed was shown to anyone. Please try again.",
+            "The server could not finish this request. Please try again in a moment.",
         )
     }
 
@@ -423,9 +471,7 @@ mod tests {
             return Some(&v[..v.find('"').unwrap()]);
         }
         let bare = format!(" {name}");
-        tag.match_indices(&bare)
-            .any(|(i, _)| tag[i + bare.len()..].starts_with(|c: char| c == ' ' || c == '>'))
-            .then_some("")
+        tag.match_indices(&bare).any(|(i, _)| tag[i + bare.len()..].starts_with([' ', '>'])).then_some("")
     }
 
     fn input<'a>(html: &'a str, id: &str) -> &'a str {
@@ -631,6 +677,21 @@ mod tests {
     }
 
     #[test]
+    fn account_without_a_password_still_shows_every_message() {
+        let mut v = account(signed_in());
+        v.has_usable_password = false;
+        v.identifier_errors.field("current_password", "Enter your current password.");
+        v.password_errors.general("This account has no password yet.");
+        v.password_errors.field("new_password", "Too short.");
+        let html = v.render().unwrap();
+        assert!(html.contains("<p>Enter your current password.</p>"), "{html}");
+        assert!(html.contains("<p>This account has no password yet.</p>"));
+        assert!(html.contains("<p>Too short.</p>"));
+        assert!(!html.contains("marked below"));
+        assert_eq!(html.matches(r#"role="alert""#).count(), 2);
+    }
+
+    #[test]
     fn account_reshown_with_errors_and_notice() {
         let mut v = account(signed_in());
         v.form_email = "typed@example".into();
@@ -800,6 +861,10 @@ mod tests {
         assert_eq!(e.get("email"), Some("One. Two."));
         assert_eq!(e.get("phone"), None);
         assert_eq!(e.generals(), ["General.".to_string()]);
+        assert_eq!(e.alert_lines(), ["General.", "Please correct the field marked below."]);
+        assert_eq!(e.alert_lines_hiding(&["email"]), ["General.", "One. Two."]);
+        e.field("phone", "Three.");
+        assert_eq!(e.alert_lines().last().unwrap(), "Please correct the fields marked below.");
         assert!(!e.is_empty() && e.has_field_errors());
     }
 

@@ -69,8 +69,14 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
+/// Percent-encodes a path for a query value, leaving `/` readable (`next=/account`).
 fn url_encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A `next` that stays on this site: a local path (starts with `/`, second character neither
@@ -87,6 +93,12 @@ pub fn local_path(next: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::local_path;
+
+    #[test]
+    fn next_keeps_slashes_readable() {
+        assert_eq!(super::url_encode("/verify/email"), "/verify/email");
+        assert_eq!(super::url_encode("/a b&c"), "/a%20b%26c");
+    }
 
     #[test]
     fn only_local_paths_are_followed() {
