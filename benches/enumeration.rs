@@ -6,7 +6,6 @@
 //! unlimited hashing would take.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -49,7 +48,8 @@ fn main() {
         for (i, who) in kinds.iter().enumerate() {
             let token = browser.token();
             let started = Instant::now();
-            let page = browser.post_raw("/sign-in", &[("csrf_token", &token), ("identifier", who), ("password", "wrong")]);
+            let page =
+                browser.post_raw("/sign-in", &[("csrf_token", &token), ("identifier", who), ("password", "wrong")]);
             sign_in[i].push(started.elapsed());
             assert_eq!(page.status.as_u16(), 401, "{who}");
         }

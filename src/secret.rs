@@ -17,7 +17,7 @@ impl SecretKey {
     /// padded or not). Must decode to at least 32 bytes.
     pub fn parse(text: &str) -> Result<SecretKey, String> {
         let text = text.trim();
-        let is_hex = !text.is_empty() && text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_hex = !text.is_empty() && text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
         let bytes = if is_hex {
             hex::decode(text).map_err(|e| e.to_string())?
         } else {

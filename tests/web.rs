@@ -89,7 +89,12 @@ fn sign_up_reshows_the_form_with_messages(db: &TestDb) {
     let form = browser.get("/sign-up");
     assert!(!form.body.contains("name=\"username\" required") && form.body.contains("autocomplete=\"new-password\""));
 
-    let page = browser.sign_up(&[("username", ".bad"), ("email", "not-an-email"), ("phone", ""), ("password", "secret-typed-here-1")]);
+    let page = browser.sign_up(&[
+        ("username", ".bad"),
+        ("email", "not-an-email"),
+        ("phone", ""),
+        ("password", "secret-typed-here-1"),
+    ]);
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.body.contains("value=\".bad\"") && page.body.contains("value=\"not-an-email\""), "typed values kept");
     assert!(!page.body.contains("secret-typed-here-1"), "never a password");

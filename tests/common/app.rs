@@ -6,16 +6,16 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flex_user::Accounts;
 use flex_user::clock::ManualClock;
 use flex_user::db::{self, Pool};
 use flex_user::delivery::Senders;
 use flex_user::flows::Flows;
 use flex_user::web::{self, AppState};
-use flex_user::Accounts;
+use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use reqwest::cookie::{CookieStore as _, Jar};
 use reqwest::header::HeaderMap;
-use reqwest::StatusCode;
 
 use super::TestDb;
 use super::sinks::{HttpSink, SmtpSink};

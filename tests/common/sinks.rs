@@ -156,4 +156,3 @@ pub fn silent_server() -> SocketAddr {
     });
     addr
 }
-
