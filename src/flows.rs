@@ -9,7 +9,7 @@ use url::Url;
 
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel, CheckError, OtpToken};
-use crate::accounts::users::{self, AccountError, Change, FieldErrors, IdentifierChanges, NewUser, Updated, User};
+use crate::accounts::users::{self, AccountError, Change, IdentifierChanges, NewUser, Updated, User};
 use crate::accounts::{Accounts, Passwords};
 use crate::config::Settings;
 use crate::db::{self, AnyConnection};
@@ -398,13 +398,4 @@ fn check_to_account(e: CheckError) -> AccountError {
 
 fn check_to_anyhow(e: CheckError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
-}
-
-/// Field errors for the web form from a password that breaks the rules.
-pub fn password_errors(problems: Vec<crate::domain::Invalid>, field: crate::accounts::Field) -> FieldErrors {
-    let mut errors = FieldErrors::default();
-    for problem in problems {
-        errors.add(Some(field), problem.0);
-    }
-    errors
 }

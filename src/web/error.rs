@@ -1,5 +1,5 @@
 //! Error policy: a person sees a page that says what happened and what to do, never internals.
-//! Unexpected failures are logged in full (with an id the page shows) and answered with 500.
+//! Unexpected failures are logged in full and answered with a 500 page that says nothing of them.
 //! Validation failures are not errors here: handlers re-show their form with 422.
 
 use actix_web::http::StatusCode;

@@ -16,6 +16,9 @@ use crate::web::views::{FormErrors, ResetNewView, ResetRequestView, ResetVerifyV
 use crate::web::visitor::{Visitor, see_other};
 use crate::web::{AppState, signed_out_response};
 
+/// The least time a reset request takes to answer (well above the work of either case).
+const RESET_FLOOR: std::time::Duration = std::time::Duration::from_millis(40);
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct RequestForm {
@@ -54,10 +57,14 @@ pub async fn request(
         };
         return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view));
     }
+    let started = std::time::Instant::now();
     let flows = state.flows.clone();
     let pending = web::block(move || flows.request_reset(&identifier)).await??;
     tracing::info!(event = "password_reset_requested", ip = ?visitor.ip, "password reset requested");
     visitor.session.set_reset(&pending)?;
+    // A known account costs a few more writes (the code and its message) than an unknown one;
+    // answering no sooner than a fixed floor hides that difference.
+    actix_web::rt::time::sleep(RESET_FLOOR.saturating_sub(started.elapsed())).await;
     Ok(see_other("/password-reset/verify"))
 }
 

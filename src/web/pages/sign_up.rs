@@ -9,7 +9,7 @@ use crate::accounts::{AccountError, NewUser};
 use crate::domain::password::NewPassword;
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, SignUpView, html};
-use crate::web::visitor::{Visitor, see_other};
+use crate::web::visitor::Visitor;
 use crate::web::{AppState, signed_in_response};
 
 #[derive(Deserialize, Default)]
@@ -21,10 +21,9 @@ pub struct SignUpForm {
     password: Option<String>,
 }
 
+/// 200 with the form, signed in or not (the contract's row; signing up again simply switches
+/// this browser to the new account).
 pub async fn show(visitor: Visitor) -> HttpResponse {
-    if visitor.user.is_some() {
-        return see_other("/account");
-    }
     html(StatusCode::OK, &view(&visitor, &SignUpForm::default(), FormErrors::default()))
 }
 
