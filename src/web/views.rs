@@ -370,21 +370,34 @@ impl Page for ErrorView {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// Sample pages with realistic data, for the unit tests below, for `tests/pages.rs` (which
+/// checks every one in headless Chromium) and for looking at by hand. Not part of the API.
+#[doc(hidden)]
+pub mod samples {
+    use std::path::{Path, PathBuf};
+
     use super::*;
 
-    const TOKEN: &str = "tok-123_abc";
+    /// An address long enough to test wrapping on a 390 px wide screen.
+    pub const LONG_EMAIL: &str = "maximilian.alexander-featherstonehaugh@subdomain.example-long-domain.com";
+    /// A valid username of one unbroken run (usernames may have up to 150 characters).
+    pub const LONG_USERNAME: &str = "Maximilian_Alexander_Featherstonehaugh_the_third_of_Wessex";
 
-    fn out() -> Chrome {
+    /// The CSRF token written into every sample form.
+    pub const TOKEN: &str = "tok-123_abc";
+
+    /// A signed-out visitor.
+    pub fn out() -> Chrome {
         Chrome::signed_out(TOKEN)
     }
 
-    fn signed_in() -> Chrome {
+    /// A visitor signed in as `alice`.
+    pub fn signed_in() -> Chrome {
         Chrome::signed_in(TOKEN, "alice")
     }
 
-    fn account(chrome: Chrome) -> AccountView {
+    /// `alice`'s account page: a username, an unverified email and phone, a password.
+    pub fn account(chrome: Chrome) -> AccountView {
         AccountView {
             chrome,
             username: Some("alice".into()),
@@ -400,12 +413,13 @@ mod tests {
         }
     }
 
-    fn verify(chrome: Chrome, channel: &'static str) -> VerifyView {
+    /// The verify page for `alice@example.com` on `channel` ("email" or "phone").
+    pub fn verify(chrome: Chrome, channel: &'static str) -> VerifyView {
         VerifyView { chrome, channel, address: "alice@example.com".into(), errors: FormErrors::default(), notice: None }
     }
 
     /// Every page, rendered with the given chrome.
-    fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
+    pub fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
         vec![
             ("home", HomeView { chrome: chrome() }.render().unwrap()),
             (
@@ -446,6 +460,123 @@ mod tests {
             ("error_429", ErrorView::too_many_requests(Some(chrome()), 30).render().unwrap()),
         ]
     }
+
+    /// Every sample page as the server would send it, named for files (`[a-z0-9_]+`): each page
+    /// signed out and signed in (with a long display name), re-shown forms with their messages,
+    /// long addresses, and the 403, 404, 413, 429 and 500 pages.
+    pub fn pages() -> Vec<(String, String)> {
+        let long = || Chrome::signed_in(TOKEN, LONG_EMAIL);
+        let mut pages: Vec<(String, String)> = all_pages(out).into_iter().map(|(n, h)| (n.to_string(), h)).collect();
+        pages.extend(all_pages(long).into_iter().map(|(n, h)| (format!("{n}_in"), h)));
+        let mut more: Vec<(&str, String)> = Vec::new();
+
+        let mut acct = account(long());
+        acct.username = None;
+        acct.email = Some(AddressView { address: LONG_EMAIL.into(), verified: true });
+        acct.form_username = String::new();
+        acct.form_email = LONG_EMAIL.into();
+        acct.identifier_errors.general("Your current password is needed to change your email or phone.");
+        acct.identifier_errors.field("phone", "Enter a valid phone number, with its country code.");
+        acct.identifier_errors.field("current_password", "That is not your current password.");
+        acct.password_errors.field("new_password", "This password is too similar to the email address.");
+        acct.notice = Some("We sent a code to +447700900123.".into());
+        more.push(("account_errors", acct.render().unwrap()));
+
+        let mut acct = account(Chrome::signed_in(TOKEN, LONG_USERNAME));
+        acct.username = Some(LONG_USERNAME.into());
+        acct.email = Some(AddressView { address: LONG_EMAIL.into(), verified: false });
+        acct.form_username = LONG_USERNAME.into();
+        acct.form_email = LONG_EMAIL.into();
+        acct.notice = Some(format!("We sent a code to {LONG_EMAIL}."));
+        more.push(("account_long", acct.render().unwrap()));
+
+        let mut nopw = account(signed_in());
+        nopw.has_usable_password = false;
+        nopw.email.as_mut().unwrap().verified = true;
+        nopw.identifier_errors.field("current_password", "Enter your current password.");
+        nopw.password_errors.general("This account has no password yet.");
+        more.push(("account_nopassword", nopw.render().unwrap()));
+
+        let sign_up = SignUpView {
+            chrome: out(),
+            username: "alice".into(),
+            email: format!("{LONG_EMAIL}@"),
+            phone: "+44 7700".into(),
+            errors: FormErrors::default()
+                .with_general("Give at least one of username, email or phone.")
+                .with_field("username", "A user with that username already exists.")
+                .with_field("email", "Enter a valid email address.")
+                .with_field("phone", "Enter a valid phone number, with its country code.")
+                .with_field("password", "This password is too common."),
+        };
+        more.push(("sign_up_errors", sign_up.render().unwrap()));
+        let sign_in = SignInView {
+            chrome: out(),
+            identifier: LONG_EMAIL.into(),
+            next: "/account".into(),
+            errors: FormErrors::default().with_general("That username, email or phone and password do not match."),
+        };
+        more.push(("sign_in_errors", sign_in.render().unwrap()));
+
+        let mut v = verify(long(), "phone");
+        v.address = "+447700900123".into();
+        v.notice = Some("We sent a new code.".into());
+        v.errors.field("code", "That code is wrong or has expired.");
+        more.push(("verify_errors", v.render().unwrap()));
+        let mut v = verify(long(), "email");
+        v.address = LONG_EMAIL.into();
+        v.notice = Some(format!("We sent a code to {LONG_EMAIL}."));
+        more.push(("verify_long", v.render().unwrap()));
+
+        let reset = ResetRequestView {
+            chrome: out(),
+            identifier: LONG_EMAIL.into(),
+            errors: FormErrors::default().with_field("identifier", "Enter your username, email or phone."),
+        };
+        more.push(("reset_request_errors", reset.render().unwrap()));
+        let errors = FormErrors::default().with_field("code", "That code is wrong or has expired.");
+        more.push(("reset_verify_errors", ResetVerifyView { chrome: out(), errors }.render().unwrap()));
+        let errors = FormErrors::default()
+            .with_general("This code has expired. Start again to get a new one.")
+            .with_field("new_password", "This password is entirely numeric.");
+        more.push(("reset_new_errors", ResetNewView { chrome: out(), errors }.render().unwrap()));
+
+        more.push(("error_403", ErrorView::forbidden(Some(long())).render().unwrap()));
+        more.push(("error_403_bare", ErrorView::forbidden(None).render().unwrap()));
+        more.push(("error_404_bare", ErrorView::not_found(None).render().unwrap()));
+        more.push(("error_413", ErrorView::payload_too_large(None).render().unwrap()));
+        more.push(("error_429_long", ErrorView::too_many_requests(Some(out()), 3600).render().unwrap()));
+        more.push(("error_500", ErrorView::internal(None).render().unwrap()));
+        more.push(("error_500_in", ErrorView::internal(Some(long())).render().unwrap()));
+        pages.extend(more.into_iter().map(|(n, h)| (n.to_string(), h)));
+        pages
+    }
+
+    /// Writes [`pages`] to `dir` as `NAME.html`, with the stylesheet (the one the server sends) in
+    /// `dir/static/` and links to `/static/…` made relative, so the files open from disk.
+    /// Returns the paths of the pages.
+    pub fn write_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir.join("static"))?;
+        std::fs::write(dir.join("static/style.css"), include_str!("../../static/style.css"))?;
+        let mut written = Vec::new();
+        for (name, html) in pages() {
+            let path = dir.join(format!("{name}.html"));
+            std::fs::write(&path, relative_static_links(&html))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    /// `href="/static/…"` and `src="/static/…"` made relative (`static/…`).
+    pub fn relative_static_links(html: &str) -> String {
+        html.replace(r#"href="/static/"#, r#"href="static/"#).replace(r#"src="/static/"#, r#"src="static/"#)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::samples::{TOKEN, account, all_pages, out, signed_in, verify};
+    use super::*;
 
     /// The opening tags `<name …>` in `html`.
     fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
@@ -868,74 +999,13 @@ mod tests {
         assert!(!e.is_empty() && e.has_field_errors());
     }
 
-    /// Writes every page to /tmp/views/*.html with the stylesheet beside them, for looking at
-    /// in a browser: `cargo test --lib write_views_for_screenshots -- --ignored`.
+    /// Writes every sample page to /tmp/views/*.html with the stylesheet in /tmp/views/static/, for
+    /// looking at in a browser: `cargo test --lib write_views_for_screenshots -- --ignored`.
+    /// `tests/pages.rs` checks the same pages in headless Chromium.
     #[test]
     #[ignore]
     fn write_views_for_screenshots() {
-        let dir = std::path::Path::new("/tmp/views");
-        std::fs::create_dir_all(dir).unwrap();
-        let css = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/style.css");
-        std::fs::copy(css, dir.join("style.css")).unwrap();
-        let long = Chrome::signed_in(TOKEN, "maximilian.alexander-featherstonehaugh@subdomain.example-long-domain.com");
-        let mut pages = all_pages(out);
-        pages.extend(all_pages(signed_in).into_iter().map(|(n, h)| (leak(format!("{n}_in")), h)));
-        let mut acct = account(long.clone());
-        acct.username = None;
-        acct.email = Some(AddressView {
-            address: "maximilian.alexander-featherstonehaugh@subdomain.example-long-domain.com".into(),
-            verified: true,
-        });
-        acct.form_username = String::new();
-        acct.form_email = acct.email.as_ref().unwrap().address.clone();
-        acct.identifier_errors.general("Your current password is needed to change your email or phone.");
-        acct.identifier_errors.field("phone", "Enter a valid phone number, with its country code.");
-        acct.identifier_errors.field("current_password", "That is not your current password.");
-        acct.notice = Some("We sent a code to +447700900123.".into());
-        pages.push(("account_errors", acct.render().unwrap()));
-        let mut nopw = account(signed_in());
-        nopw.has_usable_password = false;
-        nopw.email.as_mut().unwrap().verified = true;
-        pages.push(("account_nopassword", nopw.render().unwrap()));
-        pages.push((
-            "sign_up_errors",
-            SignUpView {
-                chrome: out(),
-                username: "alice".into(),
-                email: "not-an-email".into(),
-                phone: String::new(),
-                errors: FormErrors::default()
-                    .with_field("username", "A user with that username already exists.")
-                    .with_field("email", "Enter a valid email address.")
-                    .with_field("password", "This password is too common."),
-            }
-            .render()
-            .unwrap(),
-        ));
-        pages.push((
-            "sign_in_errors",
-            SignInView {
-                chrome: out(),
-                identifier: "alice".into(),
-                next: String::new(),
-                errors: FormErrors::default().with_general("That username, email or phone and password do not match."),
-            }
-            .render()
-            .unwrap(),
-        ));
-        let mut v = verify(signed_in(), "phone");
-        v.address = "+447700900123".into();
-        v.notice = Some("We sent a new code.".into());
-        v.errors.field("code", "That code is wrong or has expired.");
-        pages.push(("verify_errors", v.render().unwrap()));
-        pages.push(("error_500", ErrorView::internal(None).render().unwrap()));
-        for (name, html) in pages {
-            let html = html.replace(r#"href="/static/style.css""#, r#"href="style.css""#);
-            std::fs::write(dir.join(format!("{name}.html")), html).unwrap();
-        }
-    }
-
-    fn leak(s: String) -> &'static str {
-        Box::leak(s.into_boxed_str())
+        let written = samples::write_pages(std::path::Path::new("/tmp/views")).unwrap();
+        assert!(!written.is_empty());
     }
 }
