@@ -316,7 +316,9 @@ mod tests {
         assert_eq!(s.otp.daily_limit, 5);
         assert_eq!(s.ip_rate_limit, 0);
         assert_eq!(s.default_region, Some(Region::parse("GB").unwrap()));
-        // the SMTP password must not reach a log line through Debug
+        // passwords in URLs must not reach a log line through Debug
         assert!(!format!("{s:?}").contains("pass@"));
+        let s = settings(&[("DATABASE_URL", "postgres://u:hunter2@localhost/db")]).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -364,16 +364,14 @@ impl Flows {
         Ok(())
     }
 
-    /// Deletes what has expired: sessions, throttle rows, send-log rows, finished messages.
+    /// Deletes expired sessions and stale throttle rows. (The delivery worker keeps the outbox
+    /// and the send log tidy itself.)
     pub fn housekeeping(&self) -> anyhow::Result<()> {
         let now = self.now();
         let mut conn = self.accounts.conn()?;
         let sessions = session::prune(&mut conn, now)?;
         let throttles = throttles::prune(&mut conn, now)?;
-        let sends = limits::prune(&mut conn, now)?;
-        let expired = outbox::expire_due(&mut conn, now)?;
-        let purged = outbox::purge_finished(&mut conn, now - chrono::Duration::days(7))?;
-        tracing::debug!(sessions, throttles, sends, expired, purged, "housekeeping");
+        tracing::debug!(sessions, throttles, "housekeeping");
         Ok(())
     }
 

@@ -353,3 +353,24 @@ fn a_failure_inside_shows_a_500_page_without_internals(db: &TestDb) {
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert!(page.header("content-security-policy").is_some());
 }
+
+/// PostgreSQL only: the database goes away under the running server.
+#[test]
+fn healthz_answers_503_when_the_database_is_gone() {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    let Some(db) = TestDb::new(common::Backend::Postgres) else { return };
+    let app = spawn_app(&db, &[]);
+    let browser = Browser::new(&app);
+    assert_eq!(browser.get("/healthz").status, StatusCode::OK);
+    let flex_user::db::DatabaseUrl::Postgres(url) = &db.url else { unreachable!() };
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let admin = std::env::var("FLEX_USER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = diesel::PgConnection::establish(&admin).unwrap();
+    conn.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
+    let started = Instant::now();
+    let page = browser.get("/healthz");
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(8), "a health check answers quickly");
+}

@@ -23,8 +23,8 @@ pub enum AnyConnection {
     Sqlite(SqliteConnection),
 }
 
-/// Where the data lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the data lives. `Debug` and `Display` hide a PostgreSQL password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// A file path.
     Sqlite(String),
@@ -99,6 +99,12 @@ impl std::fmt::Display for DatabaseUrl {
                 Err(_) => f.write_str("postgres://…"),
             },
         }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
     }
 }
 
@@ -236,5 +242,6 @@ mod tests {
     fn display_hides_the_password() {
         let url = DatabaseUrl::parse("postgres://app:s3cret@db.internal/flex").unwrap();
         assert_eq!(url.to_string(), "postgres://app:***@db.internal/flex");
+        assert!(!format!("{url:?}").contains("s3cret"));
     }
 }

@@ -65,7 +65,13 @@ pub fn error_page(status: StatusCode, chrome: Option<Chrome>, retry_after_secs: 
         429 => ErrorView::too_many_requests(chrome, retry_after_secs.unwrap_or(1)),
         400 => ErrorView::new(chrome, 400, "Bad request", "The form could not be read. Go back and try again."),
         405 => ErrorView::new(chrome, 405, "Not allowed", "This page cannot be used that way."),
-        code if code >= 500 => ErrorView::internal(chrome),
+        503 => ErrorView::new(
+            chrome,
+            503,
+            "Temporarily unavailable",
+            "The service cannot answer right now. Please try again in a moment.",
+        ),
+        code if code >= 500 => ErrorView { status: code, ..ErrorView::internal(chrome) },
         code => ErrorView::new(chrome, code, "Request refused", "This request could not be accepted."),
     };
     view.response()
