@@ -74,6 +74,9 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     pub bind: String,
     pub public_url: Url,
+    /// True when `FLEX_USER_PUBLIC_URL` was not given and `public_url` was made from the bind
+    /// address (so it can follow the port actually bound, e.g. for port 0).
+    pub public_url_is_default: bool,
     pub secret_key: SecretKey,
     /// True when no `FLEX_USER_SECRET_KEY` was given and a random one is in use.
     pub secret_key_is_random: bool,
@@ -113,6 +116,7 @@ impl Settings {
             return Err(err("FLEX_USER_BIND", format!("{bind:?} is not HOST:PORT")));
         }
 
+        let public_url_is_default = get("FLEX_USER_PUBLIC_URL").is_none();
         let public_url = get("FLEX_USER_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
         let public_url = Url::parse(&public_url)
             .ok()
@@ -219,6 +223,7 @@ impl Settings {
             database_url,
             bind,
             public_url,
+            public_url_is_default,
             secret_key,
             secret_key_is_random,
             email_backend,

@@ -118,6 +118,14 @@ fn serve(settings: Settings) -> Result<(), String> {
         );
     }
     tracing::info!(database = %settings.database_url, bind = %settings.bind, "starting");
+    let mut settings = settings;
+    if settings.public_url_is_default
+        && let Ok(local) = listener.local_addr()
+        && let Ok(url) = url::Url::parse(&format!("http://{local}"))
+    {
+        // the port actually bound (FLEX_USER_BIND may ask for port 0)
+        settings.public_url = url;
+    }
     println!("flex-user is serving {}", settings.public_url);
     let senders = Senders::from_settings(&settings).map_err(|e| format!("{e:#}"))?;
     let state = web::AppState::new(Flows::new(accounts, &settings), settings);

@@ -175,3 +175,20 @@ fn serve_starts_on_a_fresh_sqlite_file_and_answers_healthz() {
     server.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     assert!(stdout.contains(&format!("http://127.0.0.1:{port}")), "prints the URL: {stdout:?}");
 }
+
+#[test]
+fn serve_on_port_zero_prints_the_port_it_got() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
+    cmd.env_clear().current_dir(dir.path()).env("FLEX_USER_BIND", "127.0.0.1:0");
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut server = Server(child);
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().last().expect("a URL");
+    let addr: SocketAddr = url.trim_start_matches("http://").trim_end_matches('/').parse().expect(url);
+    assert_ne!(addr.port(), 0, "{line}");
+    let response = get(addr, "/healthz").expect("the printed URL answers");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}

@@ -26,6 +26,7 @@ on_both_databases!(
     signed_out_visitors_are_sent_to_sign_in,
     a_dead_smtp_server_delays_nothing,
     a_failure_inside_shows_a_500_page_without_internals,
+    cookies_are_secure_behind_https,
 );
 
 fn alice(app: &TestApp) -> Browser<'_> {
@@ -373,4 +374,24 @@ fn healthz_answers_503_when_the_database_is_gone() {
     let page = browser.get("/healthz");
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_secs(8), "a health check answers quickly");
+}
+
+fn cookies_are_secure_behind_https(db: &TestDb) {
+    let app = spawn_app(db, &[("FLEX_USER_PUBLIC_URL", "https://auth.test")]);
+    let browser = Browser::new(&app);
+    let page = browser.get("/sign-up");
+    let token = page.csrf_token().unwrap();
+    let csrf = page.set_cookies().into_iter().find(|c| c.starts_with("flex_csrf=")).expect("a CSRF cookie");
+    assert!(csrf.contains("Secure") && csrf.contains("HttpOnly") && csrf.contains("SameSite=Lax"), "{csrf}");
+    // over this test's plain http the client would not send a Secure cookie back: send it by hand
+    let value = csrf.split(';').next().unwrap().trim_start_matches("flex_csrf=").to_owned();
+    let url = app.base.parse().unwrap();
+    browser.jar.add_cookie_str(&format!("flex_csrf={value}; Path=/"), &url);
+    let page =
+        browser.post_raw("/sign-up", &[("csrf_token", &token), ("email", "s@example.org"), ("password", PASSWORD)]);
+    page.assert_redirect("/account");
+    for cookie in page.set_cookies() {
+        assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    }
+    assert!(page.header("strict-transport-security").is_some());
 }
