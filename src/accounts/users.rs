@@ -331,6 +331,14 @@ pub(crate) fn taken_by_race(e: &diesel::result::Error) -> Option<FieldErrors> {
     Some(errors)
 }
 
+/// A write's error, with a lost uniqueness race as the field's message.
+fn lost_race(e: diesel::result::Error) -> AccountError {
+    match taken_by_race(&e) {
+        Some(errors) => AccountError::Invalid(errors),
+        None => e.into(),
+    }
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 struct Insert<'a> {
@@ -395,10 +403,7 @@ pub(crate) fn insert_in(
         is_superuser,
         date_joined: db_time(now),
     };
-    diesel::insert_into(users::table).values(&row).execute(conn).map_err(|e| match taken_by_race(&e) {
-        Some(errors) => AccountError::Invalid(errors),
-        None => e.into(),
-    })?;
+    diesel::insert_into(users::table).values(&row).execute(conn).map_err(lost_race)?;
     // Read it back by a unique key (portable: no RETURNING needed).
     let identifier = match (&new.username, &new.email, &new.phone) {
         (Some(u), _, _) => Identifier::Username(u.clone()),
@@ -502,10 +507,7 @@ pub(crate) fn update_identifiers_in(
             users::phone.eq(phone.as_ref().map(Phone::as_str)),
         ))
         .execute(conn)
-        .map_err(|e| match taken_by_race(&e) {
-            Some(errors) => AccountError::Invalid(errors),
-            None => e.into(),
-        })?;
+        .map_err(lost_race)?;
     tokens::sync_address(conn, user_id, Channel::Email, email.as_ref().map(Email::as_str))?;
     tokens::sync_address(conn, user_id, Channel::Phone, phone.as_ref().map(Phone::as_str))?;
     let after = get(conn, user_id)?.ok_or(AccountError::NoUser)?;

@@ -9,6 +9,10 @@ use super::views::{Chrome, ErrorView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// Not a failure: the request belongs elsewhere first (sign in; back to the account).
+    /// A handler can stop with `?` and answer `303 See Other`.
+    #[error("see other: {0}")]
+    Redirect(String),
     #[error("not found")]
     NotFound,
     #[error("forbidden")]
@@ -36,6 +40,7 @@ impl From<diesel::result::Error> for AppError {
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
+            AppError::Redirect(_) => StatusCode::SEE_OTHER,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -45,6 +50,11 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let AppError::Redirect(location) = self {
+            return HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, location.as_str()))
+                .finish();
+        }
         if let AppError::Unexpected(e) = self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }

@@ -29,9 +29,8 @@ impl Visitor {
     }
 
     /// The user, or a redirect to sign in and come back to `path`.
-    #[allow(clippy::result_large_err)] // the error is the response itself, made once per request
-    pub fn require_user(&self, path: &str) -> Result<&User, HttpResponse> {
-        self.user.as_ref().ok_or_else(|| see_other(&format!("/sign-in?next={}", url_encode(path))))
+    pub fn require_user(&self, path: &str) -> Result<&User, AppError> {
+        self.user.as_ref().ok_or_else(|| AppError::Redirect(format!("/sign-in?next={}", url_encode(path))))
     }
 }
 

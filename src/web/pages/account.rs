@@ -68,10 +68,7 @@ async fn page(
 }
 
 pub async fn show(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
-    let user = match visitor.require_user(PATH) {
-        Ok(user) => user,
-        Err(redirect) => return Ok(redirect),
-    };
+    let user = visitor.require_user(PATH)?;
     let view = page(&state, &visitor, user, None, FormErrors::default(), FormErrors::default()).await?;
     Ok(html(StatusCode::OK, &view))
 }
@@ -111,10 +108,7 @@ pub async fn update(
     visitor: Visitor,
     form: web::Form<IdentifiersForm>,
 ) -> Result<HttpResponse, AppError> {
-    let user = match visitor.require_user(PATH) {
-        Ok(user) => user.clone(),
-        Err(redirect) => return Ok(redirect),
-    };
+    let user = visitor.require_user(PATH)?.clone();
     let form = form.into_inner();
     let region = state.settings.default_region;
     let mut errors = FormErrors::default();
@@ -170,10 +164,7 @@ pub async fn change_password(
     visitor: Visitor,
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
-    let user = match visitor.require_user(PATH) {
-        Ok(user) => user.clone(),
-        Err(redirect) => return Ok(redirect),
-    };
+    let user = visitor.require_user(PATH)?.clone();
     let current = typed(&form.current_password);
     let raw_new = typed(&form.new_password);
     let mut errors = FormErrors::default();

@@ -27,16 +27,15 @@ fn channel_of(segment: &str) -> Option<Channel> {
     }
 }
 
-/// The signed-in user's unverified token for this channel; otherwise the answer to give
-/// (sign in first, or back to the account for an address that is absent or already verified).
-async fn token(state: &AppState, visitor: &Visitor, segment: &str) -> Result<Result<OtpToken, HttpResponse>, AppError> {
+/// The signed-in user's unverified token for this channel; otherwise a redirect (sign in
+/// first, or back to the account for an address that is absent or already verified).
+async fn token(state: &AppState, visitor: &Visitor, segment: &str) -> Result<OtpToken, AppError> {
     let Some(channel) = channel_of(segment) else { return Err(AppError::NotFound) };
-    let user = match visitor.require_user(&format!("/verify/{segment}")) {
-        Ok(user) => user,
-        Err(redirect) => return Ok(Err(redirect)),
-    };
-    let (flows, user_id) = (state.flows.clone(), user.id);
-    Ok(web::block(move || flows.unverified_token(user_id, channel)).await??.ok_or_else(|| see_other("/account")))
+    let user_id = visitor.require_user(&format!("/verify/{segment}"))?.id;
+    let flows = state.flows.clone();
+    web::block(move || flows.unverified_token(user_id, channel))
+        .await??
+        .ok_or_else(|| AppError::Redirect("/account".into()))
 }
 
 fn view(visitor: &Visitor, token: &OtpToken, errors: FormErrors) -> VerifyView {
@@ -54,10 +53,7 @@ pub async fn show(
     visitor: Visitor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let token = match token(&state, &visitor, &path).await? {
-        Ok(token) => token,
-        Err(response) => return Ok(response),
-    };
+    let token = token(&state, &visitor, &path).await?;
     Ok(html(StatusCode::OK, &view(&visitor, &token, FormErrors::default())))
 }
 
@@ -66,10 +62,7 @@ pub async fn send(
     visitor: Visitor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let token = match token(&state, &visitor, &path).await? {
-        Ok(token) => token,
-        Err(response) => return Ok(response),
-    };
+    let token = token(&state, &visitor, &path).await?;
     let flows = state.flows.clone();
     let channel = token.channel;
     match web::block(move || flows.resend(&token)).await? {
@@ -88,10 +81,7 @@ pub async fn check(
     path: web::Path<String>,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
-    let token = match token(&state, &visitor, &path).await? {
-        Ok(token) => token,
-        Err(response) => return Ok(response),
-    };
+    let token = token(&state, &visitor, &path).await?;
     let code = typed(&form.code);
     let flows = state.flows.clone();
     let checked = token.clone();
