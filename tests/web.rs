@@ -27,6 +27,8 @@ on_both_databases!(
     a_dead_smtp_server_delays_nothing,
     a_failure_inside_shows_a_500_page_without_internals,
     cookies_are_secure_behind_https,
+    sessions_end_when_idle_and_at_their_absolute_age,
+    stale_throttle_rows_and_sessions_are_cleaned_up,
 );
 
 fn alice(app: &TestApp) -> Browser<'_> {
@@ -394,4 +396,47 @@ fn cookies_are_secure_behind_https(db: &TestDb) {
         assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
     }
     assert!(page.header("strict-transport-security").is_some());
+}
+
+fn sessions_end_when_idle_and_at_their_absolute_age(db: &TestDb) {
+    let app = spawn_app(db, &[("FLEX_USER_SESSION_IDLE", "300"), ("FLEX_USER_SESSION_MAX_AGE", "900")]);
+    let minutes = |m| app.clock.advance(chrono::Duration::minutes(m));
+
+    // idle: unused for more than 5 minutes, the session is gone
+    let idle = alice(&app);
+    minutes(4);
+    assert_eq!(idle.get("/account").status, StatusCode::OK, "4 minutes idle is fine");
+    minutes(6);
+    assert_eq!(idle.get("/account").status, StatusCode::SEE_OTHER, "6 minutes idle is too long");
+
+    // absolute: used every 4 minutes, it still ends 15 minutes after sign-in
+    let busy = Browser::new(&app);
+    busy.sign_in("alice", PASSWORD).assert_redirect("/account");
+    for _ in 0..3 {
+        minutes(4);
+        assert_eq!(busy.get("/account").status, StatusCode::OK);
+    }
+    minutes(4);
+    assert_eq!(busy.get("/account").status, StatusCode::SEE_OTHER, "16 minutes after sign-in");
+}
+
+fn stale_throttle_rows_and_sessions_are_cleaned_up(db: &TestDb) {
+    use diesel::prelude::*;
+    use flex_user::db::schema::{sessions, throttles};
+    let app = spawn_app(db, &[]);
+    let rows = || {
+        let mut conn = app.pool.get().unwrap();
+        let t = throttles::table.count().get_result::<i64>(&mut *conn).unwrap();
+        let s = sessions::table.count().get_result::<i64>(&mut *conn).unwrap();
+        (t, s)
+    };
+    let browser = alice(&app);
+    browser.sign_in("nobody-at-all", "x");
+    browser.sign_in("nobody@example.org", "x");
+    assert_eq!(rows(), (2, 1));
+    app.flows.housekeeping().unwrap();
+    assert_eq!(rows(), (2, 1), "nothing is stale yet");
+    app.clock.advance(chrono::Duration::days(15));
+    app.flows.housekeeping().unwrap();
+    assert_eq!(rows(), (0, 0), "throttle rows a day old and expired sessions are gone");
 }

@@ -27,6 +27,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub pool: Pool,
     pub accounts: Accounts,
+    pub flows: Flows,
     system: actix_web::rt::System,
 }
 
@@ -54,7 +55,8 @@ pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
     let clock = ManualClock::default();
     let accounts = Accounts::new(pool.clone(), &settings).expect("accounts").with_clock(clock.clone());
     let senders = Senders::from_settings(&settings).expect("senders");
-    let state = AppState::new(Flows::new(accounts.clone(), &settings), settings);
+    let flows = Flows::new(accounts.clone(), &settings);
+    let state = AppState::new(flows.clone(), settings);
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -68,7 +70,7 @@ pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
         });
     });
     let system = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
-    TestApp { base, smtp, sms, clock, pool, accounts, system }
+    TestApp { base, smtp, sms, clock, pool, accounts, flows, system }
 }
 
 /// A browser: keeps cookies, never follows redirects.
