@@ -289,6 +289,14 @@ fn ip_limit_comes_before_csrf(db: &TestDb) {
     assert!((1..=20).contains(&wait), "refilled evenly: one request every 20 s, got {wait}");
     assert!(page.body.contains("Try again in"));
     assert_eq!(browser.get("/sign-in").status, StatusCode::OK, "GETs are not limited");
+
+    // a signed-in visitor's 429 page keeps the sign-out button
+    let app = spawn_app(db, &[("FLEX_USER_IP_RATE_LIMIT", "2")]);
+    let browser = alice(&app);
+    browser.post("/account", &[]);
+    let page = browser.post("/account", &[]);
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.body.contains("action=\"/sign-out\""), "{}", page.body);
 }
 
 fn anonymous_pages_write_no_sessions(db: &TestDb) {

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::AppState;
 use super::error::error_page;
-use super::views::Chrome;
+use super::visitor::signed_in_chrome;
 
 pub const COOKIE: &str = "flex_csrf";
 pub const FIELD: &str = "csrf_token";
@@ -77,15 +77,7 @@ pub async fn middleware(
         if fresh || !token_ok || !bound_ok {
             tracing::info!(path = req.path(), "refused: missing or wrong CSRF token");
             // a signed-in visitor still gets the header with the sign-out button
-            let user_id = session.get::<i64>("user_id").ok().flatten().filter(|_| bound_ok);
-            let chrome = match user_id {
-                Some(id) => {
-                    let flows = state.flows.clone();
-                    let user = web::block(move || flows.user(id)).await.ok().and_then(Result::ok).flatten();
-                    user.map(|u| Chrome::signed_in(token_for(&state, &secret), u.display_name()))
-                }
-                None => None,
-            };
+            let chrome = if bound_ok { signed_in_chrome(req.request(), &state).await } else { None };
             let response = error_page(StatusCode::FORBIDDEN, chrome, None);
             return Ok(req.into_response(response).map_into_boxed_body().map_into_right_body());
         }

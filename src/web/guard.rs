@@ -16,6 +16,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::AppState;
 use super::error::{AppError, error_page};
+use super::visitor::signed_in_chrome;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -154,7 +155,8 @@ pub async fn ip_limit(
         && let Err(retry_after_secs) = state.ip_limit.check(req.request())
     {
         tracing::info!(ip = ?state.ip_limit.client_ip(req.request()), path = req.path(), "throttled: per-IP POST limit");
-        let page = error_page(StatusCode::TOO_MANY_REQUESTS, None, Some(retry_after_secs));
+        let chrome = signed_in_chrome(req.request(), state).await;
+        let page = error_page(StatusCode::TOO_MANY_REQUESTS, chrome, Some(retry_after_secs));
         return Ok(req.into_response(page).map_into_right_body());
     }
     Ok(next.call(req).await?.map_into_left_body())

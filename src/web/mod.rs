@@ -126,11 +126,13 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             .app_data(web::FormConfig::default().limit(guard::BODY_LIMIT))
             .configure(routes)
             .default_service(web::to(not_found))
-            // innermost first: CSRF needs the session; the session is never touched for a
-            // request the outer layers refuse
+            // innermost first. The CSRF cookie is read first (refusal pages need it for their
+            // forms), then the session, which the per-IP limit and CSRF both use to give a
+            // signed-in visitor's refusal page its sign-out button. The answers still come in
+            // the contract's order: 413, 429, 403.
             .wrap(from_fn(csrf::middleware))
-            .wrap(sessions)
             .wrap(from_fn(guard::ip_limit))
+            .wrap(sessions)
             .wrap(from_fn(guard::body_limit))
             .wrap(from_fn(guard::headers))
     })

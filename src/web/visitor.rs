@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::csrf::{self, CsrfSecret};
@@ -63,6 +63,21 @@ impl FromRequest for Visitor {
             Ok(Visitor { session, csrf_token, user, ip })
         })
     }
+}
+
+/// The header of a page made outside a handler (a refusal by a middleware): the signed-in
+/// user's, so the page still has its sign-out button. `None` for anonymous visitors.
+pub async fn signed_in_chrome(req: &HttpRequest, state: &AppState) -> Option<Chrome> {
+    use actix_session::SessionExt as _;
+    let user_id = req.get_session().get::<i64>("user_id").ok().flatten()?;
+    let flows = state.flows.clone();
+    let user = web::block(move || flows.user(user_id)).await.ok()?.ok()??;
+    let secret = req
+        .extensions()
+        .get::<CsrfSecret>()
+        .map(|s| s.0.clone())
+        .or_else(|| req.cookie(csrf::COOKIE).map(|c| c.value().to_owned()))?;
+    Some(Chrome::signed_in(csrf::token_for(state, &secret), user.display_name()))
 }
 
 pub fn see_other(location: &str) -> HttpResponse {
