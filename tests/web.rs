@@ -271,6 +271,8 @@ fn hardening_headers_sizes_and_errors(db: &TestDb) {
     assert!(pages[2].body.contains("Page not found"));
     let health = browser.get("/healthz");
     assert_eq!((health.status, health.body.as_str()), (StatusCode::OK, "ok"));
+    let head = reqwest::blocking::Client::new().head(format!("{}/healthz", app.base)).send().unwrap();
+    assert_eq!(head.status(), StatusCode::OK, "load balancers may probe with HEAD");
     let css = browser.get("/static/style.css");
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.header("content-type").unwrap().starts_with("text/css"));

@@ -145,6 +145,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     use pages::{account, home, reset, sign_in, sign_up, verify};
     cfg.route("/", web::get().to(home))
         .route("/healthz", web::get().to(healthz))
+        .route("/healthz", web::head().to(healthz))
         .route("/static/style.css", web::get().to(stylesheet))
         .route("/sign-up", web::get().to(sign_up::show))
         .route("/sign-up", web::post().to(sign_up::submit))
