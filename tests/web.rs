@@ -29,6 +29,7 @@ on_both_databases!(
     cookies_are_secure_behind_https,
     sessions_end_when_idle_and_at_their_absolute_age,
     stale_throttle_rows_and_sessions_are_cleaned_up,
+    two_instances_share_nothing_but_the_database_and_the_secret,
 );
 
 fn alice(app: &TestApp) -> Browser<'_> {
@@ -449,4 +450,31 @@ fn stale_throttle_rows_and_sessions_are_cleaned_up(db: &TestDb) {
     app.clock.advance(chrono::Duration::days(15));
     app.flows.housekeeping().unwrap();
     assert_eq!(rows(), (0, 0), "throttle rows a day old and expired sessions are gone");
+}
+
+fn two_instances_share_nothing_but_the_database_and_the_secret(db: &TestDb) {
+    // two servers on one database with one secret, as behind a load balancer
+    let a = spawn_app(db, &[]);
+    let b = spawn_app(db, &[]);
+    let on_a = alice(&a);
+    let on_b = on_a.on(&b);
+    let page = on_b.get("/account");
+    assert_eq!(page.status, StatusCode::OK, "a session made on A is good on B");
+    assert!(page.body.contains("alice@example.org"));
+    // a form from B posts to A (CSRF tokens are keyed by the shared secret)
+    let token = on_b.get("/account").csrf_token().unwrap();
+    on_a.post_raw("/account", &[("csrf_token", &token), ("username", "alice2")]).assert_redirect("/account");
+    assert!(on_b.get("/account").body.contains("alice2"));
+    // signing out on B ends the session on A too
+    on_b.post("/sign-out", &[]).assert_redirect("/");
+    assert_eq!(on_a.get("/account").status, StatusCode::SEE_OTHER);
+    // the sign-up's code went out once, from one of the two workers
+    let sent = || a.emails_to("alice@example.org") + b.emails_to("alice@example.org");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sent() == 0 {
+        assert!(Instant::now() < deadline, "the code was never sent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2500)); // both workers have polled again since
+    assert_eq!(sent(), 1);
 }

@@ -132,6 +132,11 @@ impl<'a> Browser<'a> {
         Browser { app, jar, client }
     }
 
+    /// The same browser (the same cookies) talking to another instance of the app.
+    pub fn on<'b>(&self, other: &'b TestApp) -> Browser<'b> {
+        Browser::with_jar(other, self.jar.clone())
+    }
+
     /// A second browser holding a copy of this one's cookies (a stolen cookie).
     pub fn copy(&self) -> Browser<'a> {
         let url = self.app.base.parse().unwrap();
