@@ -340,23 +340,17 @@ impl Flows {
             users::set_password_hash(conn, user_id, new_hash)?;
             session::end_all_for_user(conn, user_id)?;
             if !pending.channel_was_verified {
+                // the other address was never proven by whoever holds this one
+                let other = if pending.channel.as_deref() == Some("phone") { Channel::Email } else { Channel::Phone };
                 let mut changes = IdentifierChanges::default();
-                match pending.channel.as_deref() {
-                    Some("phone") => changes.email = Change::Remove,
-                    _ => changes.phone = Change::Remove,
+                match other {
+                    Channel::Email => changes.email = Change::Remove,
+                    Channel::Phone => changes.phone = Change::Remove,
                 }
-                let before = tokens::find(conn, user_id, Channel::Email)?.into_iter().chain(tokens::find(
-                    conn,
-                    user_id,
-                    Channel::Phone,
-                )?);
-                let before: Vec<_> = before.collect();
-                users::update_identifiers_in(conn, user_id, changes).map_err(|e| anyhow::anyhow!("{e}"))?;
-                for token in before {
-                    if tokens::find(conn, user_id, token.channel)?.is_none() {
-                        outbox::cancel_for_token(conn, token.id, self.now())?;
-                    }
+                if let Some(token) = tokens::find(conn, user_id, other)? {
+                    outbox::cancel_for_token(conn, token.id, self.now())?;
                 }
+                users::update_identifiers_in(conn, user_id, changes)?;
             }
             Ok::<_, anyhow::Error>(())
         })?;

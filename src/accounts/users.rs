@@ -331,6 +331,13 @@ pub(crate) fn taken_by_race(e: &diesel::result::Error) -> Option<FieldErrors> {
     Some(errors)
 }
 
+/// The seed's refusal of a user with none of username, email and phone.
+fn no_identifier() -> AccountError {
+    let mut errors = FieldErrors::default();
+    errors.add(None, NEED_AN_IDENTIFIER);
+    AccountError::Invalid(errors)
+}
+
 /// A write's error, with a lost uniqueness race as the field's message.
 fn lost_race(e: diesel::result::Error) -> AccountError {
     match taken_by_race(&e) {
@@ -372,9 +379,7 @@ pub(crate) fn insert(
 /// field at once (the unique indexes still decide races, see [`insert_in`]).
 pub(crate) fn check_new(conn: &mut AnyConnection, new: &NewUser) -> Result<(), AccountError> {
     if !new.has_identifier() {
-        let mut errors = FieldErrors::default();
-        errors.add(None, NEED_AN_IDENTIFIER);
-        return Err(AccountError::Invalid(errors));
+        return Err(no_identifier());
     }
     taken(conn, new.username.as_ref(), new.email.as_ref(), new.phone.as_ref(), None)?
         .into_result()
@@ -485,9 +490,7 @@ pub(crate) fn update_identifiers_in(
     let email = apply_change(&before.email, changes.email, Email::key);
     let phone = apply_change(&before.phone, changes.phone, |p: &Phone| p.as_str().to_owned());
     if username.is_none() && email.is_none() && phone.is_none() {
-        let mut errors = FieldErrors::default();
-        errors.add(None, NEED_AN_IDENTIFIER);
-        return Err(AccountError::Invalid(errors));
+        return Err(no_identifier());
     }
     taken(
         conn,

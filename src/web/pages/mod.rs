@@ -37,6 +37,17 @@ pub(crate) fn password_problems(form: &mut FormErrors, field: &'static str, prob
     form.field(field, text);
 }
 
+/// Adds `Retry-After` to a 429 page.
+pub(crate) fn too_many(mut response: HttpResponse, secs: u64) -> HttpResponse {
+    response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, secs.into());
+    response
+}
+
+/// "1 second", "2 seconds".
+pub(crate) fn seconds(secs: u64) -> String {
+    format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+}
+
 /// A form field as typed: absent and blank are both "".
 pub(crate) fn typed(value: &Option<String>) -> String {
     value.clone().unwrap_or_default()

@@ -6,8 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::verify::{too_many, wait_errors};
-use super::{password_problems, typed};
+use super::verify::wait_errors;
+use super::{password_problems, too_many, typed};
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Username};
 use crate::web::error::AppError;

@@ -1,11 +1,10 @@
 //! `GET/POST /sign-in` and `POST /sign-out`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::typed;
+use super::{seconds, too_many, typed};
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, SignInView, html};
 use crate::web::visitor::{Visitor, local_path};
@@ -64,12 +63,11 @@ pub async fn submit(
         Err(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
             tracing::info!(event = "sign_in_throttled", ip = ?visitor.ip, retry_after = secs, "sign-in throttled");
-            let mut response = reshow(
+            let page = reshow(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many failed attempts. Try again in {secs} second{}.", if secs == 1 { "" } else { "s" }),
+                format!("Too many failed attempts. Try again in {}.", seconds(secs)),
             );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            Ok(response)
+            Ok(too_many(page, secs))
         }
         Ok(None) => {
             tracing::info!(event = "sign_in_failed", ip = ?visitor.ip, "sign-in failed");

@@ -54,7 +54,8 @@ pub async fn submit(
         Ok(new) => (Some(new), FormErrors::default()),
         Err(field_errors) => (None, form_errors(&field_errors)),
     };
-    if new.as_ref().is_some_and(|n| n.username.is_none() && n.email.is_none() && n.phone.is_none()) {
+    // checked here too (as `create_user` will) so that no password is hashed for nothing
+    if new.as_ref().is_some_and(|n| !n.has_identifier()) {
         errors.general("Give at least one of a username, an email address or a phone number.");
     }
     let raw_password = form.password.clone().unwrap_or_default();

@@ -1,11 +1,10 @@
 //! `GET/POST /verify/{email,phone}` and `POST /verify/{email,phone}/send`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::typed;
+use super::{seconds, too_many, typed};
 use crate::accounts::{Channel, CheckError, OtpToken};
 use crate::flows::Sent;
 use crate::web::AppState;
@@ -107,14 +106,5 @@ pub async fn check(
 
 /// The form message for a backoff window.
 pub(crate) fn wait_errors(secs: u64) -> FormErrors {
-    FormErrors::default().with_field(
-        "code",
-        format!("Too many wrong codes. Try again in {secs} second{}.", if secs == 1 { "" } else { "s" }),
-    )
-}
-
-/// Adds `Retry-After` to a 429 page.
-pub(crate) fn too_many(mut response: HttpResponse, secs: u64) -> HttpResponse {
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    response
+    FormErrors::default().with_field("code", format!("Too many wrong codes. Try again in {}.", seconds(secs)))
 }
