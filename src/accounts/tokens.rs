@@ -201,6 +201,7 @@ struct Row {
     code_hash: Option<String>,
     expires_at: Option<NaiveDateTime>,
     version: i32,
+    code_purpose: Option<String>,
 }
 
 impl From<Row> for OtpToken {

@@ -508,6 +508,8 @@ pub(crate) fn update_identifiers_in(
             users::email.eq(email.as_ref().map(Email::as_str)),
             users::email_key.eq(email.as_ref().map(Email::key)),
             users::phone.eq(phone.as_ref().map(Phone::as_str)),
+            // what pending resets were made under (see `credential_version`)
+            users::credential_version.eq(users::credential_version + 1),
         ))
         .execute(conn)
         .map_err(lost_race)?;
@@ -517,8 +519,12 @@ pub(crate) fn update_identifiers_in(
     Ok(Updated { before, after })
 }
 
+/// Sets the password hash and moves the credential version, so every pending reset made before
+/// it is void.
 pub(crate) fn set_password_hash(conn: &mut AnyConnection, user_id: i64, hash: &str) -> QueryResult<usize> {
-    diesel::update(users::table.find(user_id)).set(users::password.eq(hash)).execute(conn)
+    diesel::update(users::table.find(user_id))
+        .set((users::password.eq(hash), users::credential_version.eq(users::credential_version + 1)))
+        .execute(conn)
 }
 
 pub(crate) fn record_login(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<usize> {

@@ -14,6 +14,8 @@ diesel::table! {
         is_superuser -> Bool,
         date_joined -> Timestamp,
         last_login -> Nullable<Timestamp>,
+        credential_version -> Integer,
+        username_skeleton -> Nullable<Text>,
     }
 }
 
@@ -29,11 +31,12 @@ diesel::table! {
         code_hash -> Nullable<Text>,
         expires_at -> Nullable<Timestamp>,
         version -> Integer,
+        code_purpose -> Nullable<Text>,
     }
 }
 
 diesel::joinable!(otp_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles);
+diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles, ip_limits);
 
 diesel::table! {
     sessions (id_hash) {
@@ -86,3 +89,10 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+
+diesel::table! {
+    ip_limits (key) {
+        key -> Text,
+        tat -> Timestamp,
+    }
+}
