@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
@@ -17,7 +18,52 @@ use crate::delivery::{NewMessage, Purpose, Refusal, SendLimits, limits, messages
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Identifier};
 use crate::secret::SecretKey;
-use crate::web::session::{self, PendingReset};
+use crate::web::session;
+
+/// A password reset in progress, as the asking session keeps it.
+///
+/// It depends on the account's credentials (password and identifiers, as one version number),
+/// on the channel's token (its id and address) and on the account being active, and carries
+/// what it saw of them; every step checks them again, and completing the reset is a
+/// compare-and-swap on the version. So once the password or an identifier changes, or another
+/// reset completes, every other pending or proven reset of the account is void, and a proof is
+/// spent exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingReset {
+    /// Keyed hash of the typed identifier: the backoff of this reset's code checks, kept per typed
+    /// identifier for known and unknown accounts alike.
+    throttle_key: String,
+    /// The account and channel, when one matched.
+    target: Option<ResetTarget>,
+    /// When the code was proven.
+    proven_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ResetTarget {
+    user_id: i64,
+    channel: Channel,
+    token_id: i64,
+    address: String,
+    credential_version: i32,
+}
+
+impl PendingReset {
+    /// True once the code was proven, within the code lifetime of the proof.
+    pub fn is_proven(&self, now: DateTime<Utc>, ttl: chrono::Duration) -> bool {
+        self.target.is_some() && self.proven_at.is_some_and(|at| now < at + ttl)
+    }
+
+    fn proven(mut self, now: DateTime<Utc>) -> PendingReset {
+        self.proven_at = Some(now);
+        self
+    }
+
+    /// The account asked for, if any (for logs; the pages never show it).
+    pub fn user_id(&self) -> Option<i64> {
+        self.target.as_ref().map(|t| t.user_id)
+    }
+}
 
 #[derive(Clone)]
 pub struct Flows {
@@ -25,7 +71,7 @@ pub struct Flows {
     limits: SendLimits,
     site: Url,
     secret: SecretKey,
-    ttl: std::time::Duration,
+    ttl: chrono::Duration,
     /// Wakes this instance's delivery worker after a commit that queued a message.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -44,7 +90,7 @@ impl Flows {
             limits: SendLimits::from_settings(settings),
             site: settings.public_url.clone(),
             secret: settings.secret_key.clone(),
-            ttl: settings.otp.ttl,
+            ttl: chrono::Duration::from_std(settings.otp.ttl).unwrap_or(chrono::Duration::MAX),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -80,13 +126,14 @@ impl Flows {
             tracing::warn!(user_id = token.user_id, channel = %token.channel, reason = %refusal, "code not sent");
             return Ok(Sent::Refused(refusal));
         }
-        let code = tokens::generate(conn, token.id, self.accounts.keys(), now)?;
+        let code = tokens::generate(conn, token.id, purpose, self.accounts.keys(), now)?;
+        let ttl = self.ttl.to_std().unwrap_or_default();
         let (subject, text, html) = match token.channel {
             Channel::Email => {
-                let mail = messages::code_email(purpose, &code, self.ttl, &self.site);
+                let mail = messages::code_email(purpose, &code, ttl, &self.site);
                 (Some(mail.subject), mail.text, Some(mail.html))
             }
-            Channel::Phone => (None, messages::code_sms(purpose, &code, self.ttl, &self.site), None),
+            Channel::Phone => (None, messages::code_sms(purpose, &code, ttl, &self.site), None),
         };
         let message = NewMessage {
             channel: token.channel,
@@ -95,7 +142,7 @@ impl Flows {
             body_text: text,
             body_html: html,
             token_id: Some(token.id),
-            expires_at: now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::minutes(15)),
+            expires_at: now + self.ttl,
         };
         outbox::enqueue(conn, &message, now)?;
         tracing::info!(user_id = token.user_id, channel = %token.channel, ?purpose, "code queued");
@@ -153,27 +200,25 @@ impl Flows {
     }
 
     /// Sign-in with throttling per identifier, known or not. `Ok(None)`: wrong (counted).
+    ///
+    /// The attempt claims its turn on the throttle row before the password is checked (see
+    /// [`throttles::claim`]), so concurrent guesses cannot pass the check together, every
+    /// password checked counts, and none succeeds inside an open window.
     pub fn sign_in(&self, identifier: &str, password: &str) -> anyhow::Result<Result<Option<User>, Throttled>> {
         let key = self.throttle_key("sign-in", identifier);
         let now = self.now();
         let mut conn = self.accounts.conn()?;
-        if let Err(throttled) = throttles::check(&mut conn, &key, now)? {
+        if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
             return Ok(Err(throttled));
         }
-        drop(conn);
+        drop(conn); // not held across argon2
         let user = self.accounts.authenticate(identifier, password)?;
-        let mut conn = self.accounts.conn()?;
-        match user {
-            Some(user) => {
-                throttles::clear(&mut conn, &key)?;
-                users::record_login(&mut conn, user.id, now)?;
-                Ok(Ok(Some(user)))
-            }
-            None => match throttles::fail(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
-                Ok(_) => Ok(Ok(None)),
-                Err(throttled) => Ok(Err(throttled)),
-            },
+        if let Some(user) = &user {
+            let mut conn = self.accounts.conn()?;
+            throttles::clear(&mut conn, &key)?;
+            users::record_login(&mut conn, user.id, now)?;
         }
+        Ok(Ok(user))
     }
 
     /// The throttle row key for what someone typed: a keyed hash of the normalized identifier,
@@ -249,6 +294,13 @@ impl Flows {
     }
 
     /// `POST /password-reset`: the same outcome whether or not the account exists.
+    ///
+    /// The backoff of code checks is kept per typed identifier, for every account alike, and a
+    /// request restarts it when the identifier's own request log (the cooldown and daily cap of
+    /// codes) admits it, as a new code would: whether a code really went out depends on the
+    /// address's limits, which other identifiers of the account share, and must not show. Nothing
+    /// counts against an address's limits or the SMS budget for an unknown account. Guessing
+    /// stays bounded by the code itself: void after ten failures, however it is typed.
     pub fn request_reset(&self, typed: &str) -> anyhow::Result<PendingReset> {
         let throttle_key = self.throttle_key("reset", typed);
         let identifier = Identifier::infer(typed, self.accounts.default_region()).ok();
@@ -263,99 +315,132 @@ impl Flows {
             Identifier::Username(_) if user.phone.is_some() => Some(Channel::Phone),
             Identifier::Username(_) => None,
         });
-        let mut pending =
-            PendingReset { throttle_key, user_id: None, channel: None, channel_was_verified: false, verified_at: None };
         let now = self.now();
-        match (user, channel) {
-            (Some(user), Some(channel)) => {
-                self.transaction(|conn| {
-                    if let Some(token) = tokens::find(conn, user.id, channel)? {
-                        pending.user_id = Some(user.id);
-                        pending.channel = Some(channel.as_str().to_owned());
-                        pending.channel_was_verified = token.state.verified;
-                        self.send_code_in(conn, &token, Purpose::PasswordReset).map_err(check_to_anyhow)?;
-                    }
-                    Ok::<_, anyhow::Error>(())
-                })?;
-                tracing::info!(user_id = user.id, %channel, "password reset requested");
+        let target = self.transaction(|conn| {
+            if limits::try_record_reset_request(conn, &self.secret, &self.limits, &throttle_key, now)?.is_ok() {
+                throttles::clear(conn, &throttle_key)?;
             }
-            _ => {
-                // The same kind of work for an unknown account: the send limits are counted as if
-                // a code went out, and a code that would have gone out starts the failure count
-                // again, as a new code does for a real token (so neither the limits nor the
-                // backoff of `verify_reset` tell an unknown account from a known one). With no
-                // address to key the limits on (a username, or text that parses as nothing),
-                // the keyed identifier stands in for one.
-                let (channel, address) = match &identifier {
-                    Some(Identifier::Email(e)) => (Channel::Email, e.key()),
-                    Some(Identifier::Phone(p)) => (Channel::Phone, p.as_str().to_owned()),
-                    Some(Identifier::Username(_)) | None => (Channel::Email, format!("reset:{}", pending.throttle_key)),
-                };
-                self.transaction(|conn| {
-                    if limits::try_record(conn, &self.secret, &self.limits, channel, &address, now)?.is_ok() {
-                        throttles::clear(conn, &pending.throttle_key)?;
-                    }
-                    Ok::<_, anyhow::Error>(())
-                })?;
-                tracing::info!("password reset requested for no account");
+            let (Some(user), Some(channel)) = (&user, channel) else { return Ok(None) };
+            let (Some(token), Some(credential_version)) =
+                (tokens::find(conn, user.id, channel)?, users::credential_version(conn, user.id)?)
+            else {
+                return Ok(None);
+            };
+            self.send_code_in(conn, &token, Purpose::PasswordReset).map_err(check_to_anyhow)?;
+            Ok::<_, anyhow::Error>(Some(ResetTarget {
+                user_id: user.id,
+                channel,
+                token_id: token.id,
+                address: token.address,
+                credential_version,
+            }))
+        })?;
+        match &target {
+            Some(target) => {
+                tracing::info!(user_id = target.user_id, channel = %target.channel, "password reset requested")
             }
+            None => tracing::info!("password reset requested for no account"),
         }
-        Ok(pending)
+        Ok(PendingReset { throttle_key, target, proven_at: None })
     }
 
-    /// `POST /password-reset/verify`: the code is checked only against the account this
-    /// session asked for. For no account it answers as for a wrong code, backoff included.
-    pub fn verify_reset(&self, pending: &PendingReset, code: &str) -> anyhow::Result<Result<bool, Throttled>> {
-        let token = match (pending.user_id, pending.channel.as_deref()) {
-            (Some(user_id), Some(channel)) => {
-                let channel = if channel == "phone" { Channel::Phone } else { Channel::Email };
-                let mut conn = self.accounts.conn()?;
-                tokens::find(&mut conn, user_id, channel)?
+    /// True while what `target` was made under still holds: the account is active, its
+    /// credentials have not changed, and the channel's token is the one the code went to.
+    fn target_holds(&self, conn: &mut AnyConnection, target: &ResetTarget) -> anyhow::Result<bool> {
+        if users::credential_version(conn, target.user_id)? != Some(target.credential_version) {
+            return Ok(false);
+        }
+        Ok(tokens::find_by_id(conn, target.token_id)?.is_some_and(|token| {
+            token.user_id == target.user_id && token.channel == target.channel && token.address == target.address
+        }))
+    }
+
+    /// `POST /password-reset/verify`: the code is checked only against the account this session
+    /// asked for, and only while the reset still holds. `Ok(Some(proven))` for the right code;
+    /// `Ok(None)` for a wrong one, and for no account or a void reset alike, backoff included.
+    pub fn verify_reset(
+        &self,
+        pending: &PendingReset,
+        code: &str,
+    ) -> anyhow::Result<Result<Option<PendingReset>, Throttled>> {
+        let now = self.now();
+        let mut conn = self.accounts.conn()?;
+        if let Err(throttled) = throttles::claim(&mut conn, &pending.throttle_key, now, CODE_BACKOFF_CAP)? {
+            return Ok(Err(throttled));
+        }
+        let right = match &pending.target {
+            Some(target) if self.target_holds(&mut conn, target)? => {
+                match tokens::check(&mut conn, target.token_id, code, Purpose::PasswordReset, self.accounts.keys(), now)
+                {
+                    Ok(right) => right,
+                    Err(CheckError::NoToken | CheckError::Throttled(_)) => false,
+                    Err(CheckError::Unexpected(e)) => return Err(e),
+                }
             }
-            _ => None,
+            _ => false,
         };
-        match token {
-            Some(token) => match self.accounts.check_password(&token, code) {
-                Ok(right) => Ok(Ok(right)),
-                Err(CheckError::Throttled(t)) => Ok(Err(t)),
-                Err(CheckError::NoToken) => self.phantom_check(&pending.throttle_key),
-                Err(CheckError::Unexpected(e)) => Err(e),
-            },
-            None => self.phantom_check(&pending.throttle_key),
+        if !right {
+            return Ok(Ok(None));
+        }
+        throttles::clear(&mut conn, &pending.throttle_key)?;
+        Ok(Ok(Some(pending.clone().proven(now))))
+    }
+
+    /// True when `pending` was proven within the code lifetime.
+    fn reset_is_proven(&self, pending: &PendingReset) -> bool {
+        pending.is_proven(self.now(), self.ttl)
+    }
+
+    /// True when `pending` was proven within the code lifetime and still holds.
+    pub fn reset_holds(&self, pending: &PendingReset) -> anyhow::Result<bool> {
+        match pending.target.as_ref().filter(|_| self.reset_is_proven(pending)) {
+            Some(target) => self.target_holds(&mut *self.accounts.conn()?, target),
+            None => Ok(false),
         }
     }
 
-    /// A wrong code against no token: the same backoff as a real token's.
-    fn phantom_check(&self, key: &str) -> anyhow::Result<Result<bool, Throttled>> {
-        let mut conn = self.accounts.conn()?;
-        Ok(throttles::fail(&mut conn, key, self.now(), CODE_BACKOFF_CAP)?.map(|_| false))
-    }
-
-    /// `POST /password-reset/new`: sets the password, ends every session of the user, and if
-    /// the channel that got the code was unverified before, removes the other addresses.
-    pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str) -> anyhow::Result<()> {
-        let user_id = pending.user_id.ok_or_else(|| anyhow::anyhow!("no account in this reset"))?;
-        let mut conn = self.accounts.conn()?;
-        db::write_transaction(&mut conn, |conn| {
-            users::set_password_hash(conn, user_id, new_hash)?;
-            session::end_all_for_user(conn, user_id)?;
-            if !pending.channel_was_verified {
-                // the other address was never proven by whoever holds this one
-                let other = if pending.channel.as_deref() == Some("phone") { Channel::Email } else { Channel::Phone };
+    /// `POST /password-reset/new`: sets the password, marks the channel verified, ends every
+    /// session of the user, and, if the channel was unverified before this reset completed,
+    /// removes the account's other email and phone (never proven by whoever holds this one).
+    /// `Ok(false)`: the reset is not proven, or void (something it depends on changed, or it
+    /// was already used); nothing changed.
+    pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str) -> anyhow::Result<bool> {
+        let Some(target) = pending.target.as_ref().filter(|_| self.reset_is_proven(pending)) else { return Ok(false) };
+        let now = self.now();
+        let done = self.transaction(|conn| {
+            let Some(token) = tokens::find_by_id(conn, target.token_id)?
+                .filter(|t| t.user_id == target.user_id && t.channel == target.channel && t.address == target.address)
+            else {
+                return Ok(false);
+            };
+            // the claim: exactly one completion per credential version
+            if !users::set_password_hash_if_version(conn, target.user_id, target.credential_version, new_hash)? {
+                return Ok(false);
+            }
+            tokens::mark_verified(conn, token.id)?;
+            if !token.state.verified {
+                let other = match target.channel {
+                    Channel::Email => Channel::Phone,
+                    Channel::Phone => Channel::Email,
+                };
                 let mut changes = IdentifierChanges::default();
                 match other {
                     Channel::Email => changes.email = Change::Remove,
                     Channel::Phone => changes.phone = Change::Remove,
                 }
-                if let Some(token) = tokens::find(conn, user_id, other)? {
-                    outbox::cancel_for_token(conn, token.id, self.now())?;
+                if let Some(token) = tokens::find(conn, target.user_id, other)? {
+                    outbox::cancel_for_token(conn, token.id, now)?;
                 }
-                users::update_identifiers_in(conn, user_id, changes)?;
+                // the proven channel stays, so an identifier always remains
+                users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
             }
-            Ok::<_, anyhow::Error>(())
+            session::end_all_for_user(conn, target.user_id)?;
+            Ok::<_, anyhow::Error>(true)
         })?;
-        tracing::info!(user_id, "password reset completed; all sessions ended");
-        Ok(())
+        if done {
+            tracing::info!(user_id = target.user_id, "password reset completed; all sessions ended");
+        }
+        Ok(done)
     }
 
     /// Deletes expired sessions and stale throttle rows. (The delivery worker keeps the outbox
@@ -389,5 +474,15 @@ fn check_to_account(e: CheckError) -> AccountError {
 }
 
 fn check_to_anyhow(e: CheckError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    match e {
+        CheckError::Unexpected(e) => e,
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn account_to_anyhow(e: AccountError) -> anyhow::Error {
+    match e {
+        AccountError::Unexpected(e) => e,
+        other => anyhow::anyhow!("{other}"),
+    }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 pub use passwords::Passwords;
 pub use throttle::Throttled;
-pub use tokens::{Channel, CheckError, OtpCode, OtpToken};
+pub use tokens::{Channel, CheckError, OtpCode, OtpToken, Purpose};
 pub use users::{AccountError, Change, CreateUserError, Field, FieldErrors, IdentifierChanges, NewUser, Updated, User};
 
 use crate::clock::{Clock, SystemClock};
@@ -195,7 +195,7 @@ impl Accounts {
     /// and returns it: the only time the code exists outside the message that carries it.
     pub fn generate_password(&self, token: &OtpToken) -> Result<OtpCode, CheckError> {
         let mut conn = self.conn()?;
-        tokens::generate(&mut conn, token.id, &self.keys, self.now())
+        tokens::generate(&mut conn, token.id, Purpose::Verify, &self.keys, self.now())
     }
 
     /// `Ok(true)`: the code was right, the address is verified and the code spent.
@@ -203,6 +203,6 @@ impl Accounts {
     /// `Err(CheckError::Throttled)`: inside the window; nothing was checked or counted.
     pub fn check_password(&self, token: &OtpToken, code: &str) -> Result<bool, CheckError> {
         let mut conn = self.conn()?;
-        tokens::check(&mut conn, token.id, code, &self.keys, self.now())
+        tokens::check(&mut conn, token.id, code, Purpose::Verify, &self.keys, self.now())
     }
 }

@@ -53,8 +53,14 @@ pub fn window(failures: u32, cap: Duration) -> Duration {
     Duration::seconds(1i64 << exponent).min(cap)
 }
 
-/// Backoff rows for attempts with no token of their own (sign-in per identifier, reset codes
-/// for unknown accounts), in the `throttles` table. `key` is already a keyed hash.
+/// Backoff rows for attempts with no token of their own (sign-in per identifier, known or not;
+/// reset codes per typed identifier), in the `throttles` table. `key` is already a keyed hash.
+///
+/// An attempt *claims* its turn before it is evaluated: one compare-and-swap that refuses inside
+/// an open window and otherwise counts the attempt as a failure and opens the next window at
+/// once. A success then clears the row. So concurrent attempts cannot pass the check together:
+/// one claims, the rest are refused; every evaluated attempt counts, and nothing succeeds inside
+/// a window, however many requests or instances there are.
 pub(crate) mod store {
     use chrono::{DateTime, Duration, NaiveDateTime, Utc};
     use diesel::prelude::*;
@@ -77,13 +83,9 @@ pub(crate) mod store {
             })
     }
 
-    pub(crate) fn check(conn: &mut AnyConnection, key: &str, now: DateTime<Utc>) -> QueryResult<Result<(), Throttled>> {
-        Ok(load(conn, key)?.map_or(Ok(()), |(backoff, _)| backoff.check(now)))
-    }
-
-    /// Counts one failure, unless the window is open (then nothing is counted). Compare-and-swap
-    /// on `version`, so concurrent failures are all counted.
-    pub(crate) fn fail(
+    /// Claims one attempt: `Err` while the window is open (nothing counted); else the attempt is
+    /// counted as a failure and the next window opened, until [`clear`] says it succeeded.
+    pub(crate) fn claim(
         conn: &mut AnyConnection,
         key: &str,
         now: DateTime<Utc>,
@@ -103,7 +105,7 @@ pub(crate) mod store {
                         .execute(conn);
                     match inserted {
                         Ok(_) => return Ok(Ok(next)),
-                        // someone inserted it first: go round and update theirs
+                        // someone inserted it first: go round and claim against theirs
                         Err(e) if crate::db::unique_violation(&e).is_some() => continue,
                         Err(e) => return Err(e),
                     }
@@ -132,7 +134,7 @@ pub(crate) mod store {
         Err(diesel::result::Error::RollbackTransaction)
     }
 
-    /// A success: the count starts again.
+    /// A success (or a fresh start, such as a new reset request): the count starts again.
     pub(crate) fn clear(conn: &mut AnyConnection, key: &str) -> QueryResult<usize> {
         diesel::delete(throttles::table.find(key)).execute(conn)
     }

@@ -5,9 +5,11 @@
 //! spends it. The rules (CONTRACT.md, "One-time codes") live in [`TokenState`], a pure value,
 //! so they are tested step by step without a database; the database side only applies a new
 //! state with compare-and-swap on `version`, so concurrent checks never lose a failure and a
-//! code never succeeds twice.
+//! code never succeeds twice. Each code is bound to the [`Purpose`] it was sent for: a code sent
+//! to verify an address does not complete a reset, and a reset code verifies nothing.
 
 use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -24,7 +26,8 @@ use crate::secret::SecretKey;
 /// A code is void after this many failed checks against it.
 pub const MAX_FAILURES_PER_CODE: u32 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     Email,
     Phone,
@@ -37,9 +40,55 @@ impl Channel {
             Channel::Phone => "phone",
         }
     }
+}
 
-    fn from_db(text: &str) -> Channel {
-        if text == "phone" { Channel::Phone } else { Channel::Email }
+/// A name that is not one of ours (a channel or a purpose): refused, never defaulted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind}: {text:?}")]
+pub struct UnknownName {
+    kind: &'static str,
+    text: String,
+}
+
+impl FromStr for Channel {
+    type Err = UnknownName;
+
+    fn from_str(text: &str) -> Result<Channel, UnknownName> {
+        match text {
+            "email" => Ok(Channel::Email),
+            "phone" => Ok(Channel::Phone),
+            _ => Err(UnknownName { kind: "channel", text: text.to_owned() }),
+        }
+    }
+}
+
+/// What a code was sent for; it does that and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// Proves the person owns an email address or phone number.
+    Verify,
+    /// Lets the person set a new password.
+    PasswordReset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Verify => "verify",
+            Purpose::PasswordReset => "reset",
+        }
+    }
+}
+
+impl FromStr for Purpose {
+    type Err = UnknownName;
+
+    fn from_str(text: &str) -> Result<Purpose, UnknownName> {
+        match text {
+            "verify" => Ok(Purpose::Verify),
+            "reset" => Ok(Purpose::PasswordReset),
+            _ => Err(UnknownName { kind: "code purpose", text: text.to_owned() }),
+        }
     }
 }
 
@@ -90,6 +139,8 @@ pub struct TokenState {
     pub backoff: Backoff,
     code_hash: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the live code was sent for.
+    pub purpose: Option<Purpose>,
 }
 
 impl fmt::Debug for TokenState {
@@ -99,6 +150,7 @@ impl fmt::Debug for TokenState {
             .field("backoff", &self.backoff)
             .field("has_code", &self.code_hash.is_some())
             .field("expires_at", &self.expires_at)
+            .field("purpose", &self.purpose)
             .finish()
     }
 }
@@ -110,35 +162,51 @@ impl TokenState {
     }
 
     /// A new code replaces the old one and, as in the seed, resets the failure count.
-    pub fn with_new_code(&self, code_hash: String, now: DateTime<Utc>, ttl: Duration) -> TokenState {
+    pub fn with_new_code(&self, code_hash: String, purpose: Purpose, now: DateTime<Utc>, ttl: Duration) -> TokenState {
         TokenState {
             verified: self.verified,
             backoff: Backoff::default(),
             code_hash: Some(code_hash),
             expires_at: Some(now + ttl),
+            purpose: Some(purpose),
         }
     }
 
-    /// The outcome of checking a code whose keyed hash is `typed_hash`: `Err` inside a backoff
-    /// window (nothing counted), else the new state and whether the code was right.
-    pub fn check(&self, typed_hash: &str, now: DateTime<Utc>) -> Result<(TokenState, bool), Throttled> {
-        self.backoff.check(now)?;
+    /// The outcome of checking, for `purpose`, a code whose keyed hash is `typed_hash`: `Err`
+    /// inside a backoff window (nothing counted), else the new state and whether it was right.
+    ///
+    /// A verify code that is right verifies the address. A reset code that is right only proves
+    /// the reset: the address counts as verified when the reset completes (a proven but
+    /// abandoned reset verifies nothing). Reset checks are not refused by this token's window:
+    /// their backoff is kept per typed identifier by the caller, the same for every account, so
+    /// two identifiers of one account cannot be linked through a shared window. Their failures
+    /// still count here, so the code is void after [`MAX_FAILURES_PER_CODE`] however it is typed.
+    pub fn check(
+        &self,
+        typed_hash: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<(TokenState, bool), Throttled> {
+        if purpose == Purpose::Verify {
+            self.backoff.check(now)?;
+        }
         let right = self.has_live_code(now)
+            && self.purpose == Some(purpose)
             && self
                 .code_hash
                 .as_deref()
                 .is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(typed_hash.as_bytes())));
         if right {
-            // verified, and the code is spent
-            return Ok((TokenState { verified: true, ..TokenState::default() }, true));
+            // the code is spent; only a verify code verifies
+            let verified = self.verified || purpose == Purpose::Verify;
+            return Ok((TokenState { verified, ..TokenState::default() }, true));
         }
         let backoff = self.backoff.fail(now, CODE_BACKOFF_CAP);
         let void = backoff.failures >= MAX_FAILURES_PER_CODE;
-        let state = TokenState {
-            verified: self.verified,
-            backoff,
-            code_hash: if void { None } else { self.code_hash.clone() },
-            expires_at: if void { None } else { self.expires_at },
+        let state = if void {
+            TokenState { verified: self.verified, backoff, ..TokenState::default() }
+        } else {
+            TokenState { backoff, ..self.clone() }
         };
         Ok((state, false))
     }
@@ -204,12 +272,14 @@ struct Row {
     code_purpose: Option<String>,
 }
 
-impl From<Row> for OtpToken {
-    fn from(r: Row) -> Self {
-        OtpToken {
+impl TryFrom<Row> for OtpToken {
+    type Error = UnknownName;
+
+    fn try_from(r: Row) -> Result<Self, UnknownName> {
+        Ok(OtpToken {
             id: r.id,
             user_id: r.user_id,
-            channel: Channel::from_db(&r.channel),
+            channel: r.channel.parse()?,
             address: r.address,
             state: TokenState {
                 verified: r.verified,
@@ -219,10 +289,16 @@ impl From<Row> for OtpToken {
                 },
                 code_hash: r.code_hash,
                 expires_at: r.expires_at.map(|t| t.and_utc()),
+                purpose: r.code_purpose.as_deref().map(str::parse).transpose()?,
             },
             version: r.version,
-        }
+        })
     }
+}
+
+/// A row the schema's CHECKs should have kept out: an error, never a guess.
+fn parse_row(row: Option<Row>) -> QueryResult<Option<OtpToken>> {
+    row.map(OtpToken::try_from).transpose().map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
 }
 
 /// Database time: UTC, microseconds (what PostgreSQL keeps), so both backends agree.
@@ -237,11 +313,11 @@ pub(crate) fn find(conn: &mut AnyConnection, user_id: i64, channel: Channel) -> 
         .filter(otp_tokens::channel.eq(channel.as_str()))
         .first::<Row>(conn)
         .optional()
-        .map(|row| row.map(OtpToken::from))
+        .and_then(parse_row)
 }
 
-fn find_by_id(conn: &mut AnyConnection, id: i64) -> QueryResult<Option<OtpToken>> {
-    otp_tokens::table.find(id).first::<Row>(conn).optional().map(|row| row.map(OtpToken::from))
+pub(crate) fn find_by_id(conn: &mut AnyConnection, id: i64) -> QueryResult<Option<OtpToken>> {
+    otp_tokens::table.find(id).first::<Row>(conn).optional().and_then(parse_row)
 }
 
 /// Creates the token for a new address, or resets it (unverified, no code) when the address
@@ -285,6 +361,7 @@ fn apply(conn: &mut AnyConnection, token: &OtpToken, state: &TokenState, address
         otp_tokens::timeout_until.eq(state.backoff.until.map(db_time)),
         otp_tokens::code_hash.eq(state.code_hash.as_deref()),
         otp_tokens::expires_at.eq(state.expires_at.map(db_time)),
+        otp_tokens::code_purpose.eq(state.purpose.map(Purpose::as_str)),
         otp_tokens::version.eq(token.version.wrapping_add(1)),
     ))
     .execute(conn)?;
@@ -298,13 +375,15 @@ const CAS_ATTEMPTS: usize = 64;
 pub(crate) fn generate(
     conn: &mut AnyConnection,
     token_id: i64,
+    purpose: Purpose,
     keys: &CodeKeys,
     now: DateTime<Utc>,
 ) -> Result<OtpCode, CheckError> {
     for _ in 0..CAS_ATTEMPTS {
         let token = find_by_id(conn, token_id)?.ok_or(CheckError::NoToken)?;
         let code = OtpCode::generate(keys.length);
-        let state = token.state.with_new_code(keys.hash(token.id, &token.address, code.as_str()), now, keys.ttl);
+        let hash = keys.hash(token.id, &token.address, code.as_str());
+        let state = token.state.with_new_code(hash, purpose, now, keys.ttl);
         if apply(conn, &token, &state, None)? {
             return Ok(code);
         }
@@ -316,17 +395,25 @@ pub(crate) fn check(
     conn: &mut AnyConnection,
     token_id: i64,
     typed: &str,
+    purpose: Purpose,
     keys: &CodeKeys,
     now: DateTime<Utc>,
 ) -> Result<bool, CheckError> {
     for _ in 0..CAS_ATTEMPTS {
         let token = find_by_id(conn, token_id)?.ok_or(CheckError::NoToken)?;
-        let (state, right) = token.state.check(&keys.hash(token.id, &token.address, typed), now)?;
+        let (state, right) = token.state.check(&keys.hash(token.id, &token.address, typed), purpose, now)?;
         if apply(conn, &token, &state, None)? {
             return Ok(right);
         }
     }
     Err(anyhow::anyhow!("token {token_id}: too much contention").into())
+}
+
+/// Marks the address verified (a completed reset proved it); any live code stays as it is.
+pub(crate) fn mark_verified(conn: &mut AnyConnection, token_id: i64) -> QueryResult<usize> {
+    diesel::update(otp_tokens::table.find(token_id))
+        .set((otp_tokens::verified.eq(true), otp_tokens::version.eq(otp_tokens::version + 1)))
+        .execute(conn)
 }
 
 #[cfg(test)]
@@ -341,7 +428,52 @@ mod tests {
     }
 
     fn issued(at: DateTime<Utc>) -> TokenState {
-        TokenState::default().with_new_code("right".into(), at, TTL)
+        TokenState::default().with_new_code("right".into(), Purpose::Verify, at, TTL)
+    }
+
+    fn reset_code(at: DateTime<Utc>) -> TokenState {
+        TokenState::default().with_new_code("right".into(), Purpose::PasswordReset, at, TTL)
+    }
+
+    #[test]
+    fn a_code_does_only_what_it_was_sent_for() {
+        // a verify code does not prove a reset, and costs a failure
+        let (s, ok) = issued(t(0)).check("right", Purpose::PasswordReset, t(0)).unwrap();
+        assert!(!ok && !s.verified);
+        assert_eq!(s.backoff.failures, 1);
+        // a reset code does not verify the address
+        let (s, ok) = reset_code(t(0)).check("right", Purpose::Verify, t(0)).unwrap();
+        assert!(!ok && !s.verified);
+        // a right reset code is spent and proves the reset, but verifies nothing by itself
+        let (s, ok) = reset_code(t(0)).check("right", Purpose::PasswordReset, t(0)).unwrap();
+        assert!(ok && !s.verified);
+        assert!(!s.has_live_code(t(0)));
+        assert!(!s.check("right", Purpose::PasswordReset, t(1)).unwrap().1, "spent");
+    }
+
+    #[test]
+    fn reset_checks_ignore_the_tokens_window_but_void_the_code_after_ten() {
+        let mut s = reset_code(t(0));
+        for n in 1..=MAX_FAILURES_PER_CODE {
+            // all at the same instant: the caller keeps the reset backoff, not the token
+            let (next, ok) = s.check("wrong", Purpose::PasswordReset, t(0)).unwrap();
+            assert!(!ok);
+            assert_eq!(next.backoff.failures, n);
+            s = next;
+        }
+        assert!(!s.has_live_code(t(0)), "void after ten failures");
+        assert!(!s.check("right", Purpose::PasswordReset, t(0)).unwrap().1);
+    }
+
+    #[test]
+    fn names_parse_strictly() {
+        assert_eq!("email".parse::<Channel>(), Ok(Channel::Email));
+        assert_eq!("phone".parse::<Channel>(), Ok(Channel::Phone));
+        assert!("Email".parse::<Channel>().is_err());
+        assert!("".parse::<Channel>().is_err());
+        assert_eq!("reset".parse::<Purpose>(), Ok(Purpose::PasswordReset));
+        assert_eq!("verify".parse::<Purpose>(), Ok(Purpose::Verify));
+        assert!("sign-in".parse::<Purpose>().is_err());
     }
 
     #[test]
@@ -350,29 +482,29 @@ mod tests {
         assert!(s.has_live_code(t(0)));
 
         // wrong → refused for 1 s
-        let (s, ok) = s.check("wrong", t(0)).unwrap();
+        let (s, ok) = s.check("wrong", Purpose::Verify, t(0)).unwrap();
         assert!(!ok);
         assert_eq!(s.backoff, Backoff { failures: 1, until: Some(t(1)) });
 
         // inside the window even the right code is refused and nothing is counted
-        let refused = s.check("right", t(0)).unwrap_err();
+        let refused = s.check("right", Purpose::Verify, t(0)).unwrap_err();
         assert_eq!((refused.until, refused.failures), (t(1), 1));
 
         // wrong again → 2 s
-        let (s, ok) = s.check("wrong", t(1)).unwrap();
+        let (s, ok) = s.check("wrong", Purpose::Verify, t(1)).unwrap();
         assert!(!ok);
         assert_eq!(s.backoff, Backoff { failures: 2, until: Some(t(3)) });
-        assert!(s.check("right", t(2)).is_err());
+        assert!(s.check("right", Purpose::Verify, t(2)).is_err());
 
         // right after the window → verified, count reset, code spent
-        let (s, ok) = s.check("right", t(3)).unwrap();
+        let (s, ok) = s.check("right", Purpose::Verify, t(3)).unwrap();
         assert!(ok);
         assert!(s.verified);
         assert_eq!(s.backoff, Backoff::default());
         assert!(!s.has_live_code(t(3)));
 
         // reuse of a spent code fails
-        let (s, ok) = s.check("right", t(4)).unwrap();
+        let (s, ok) = s.check("right", Purpose::Verify, t(4)).unwrap();
         assert!(!ok);
         assert!(s.verified, "a failed check does not unverify");
         assert_eq!(s.backoff.failures, 1);
@@ -383,14 +515,14 @@ mod tests {
         let s = issued(t(0));
         assert!(s.has_live_code(t(899)));
         assert!(!s.has_live_code(t(900)));
-        let (s, ok) = s.check("right", t(900)).unwrap();
+        let (s, ok) = s.check("right", Purpose::Verify, t(900)).unwrap();
         assert!(!ok);
         assert_eq!(s.backoff.failures, 1);
     }
 
     #[test]
     fn checking_with_no_code_counts_as_a_failure() {
-        let (s, ok) = TokenState::default().check("anything", t(0)).unwrap();
+        let (s, ok) = TokenState::default().check("anything", Purpose::Verify, t(0)).unwrap();
         assert!(!ok);
         assert_eq!(s.backoff.failures, 1);
     }
@@ -400,7 +532,7 @@ mod tests {
         let mut s = issued(t(0));
         let mut now = t(0);
         for n in 1..=MAX_FAILURES_PER_CODE {
-            let (next, ok) = s.check("wrong", now).unwrap();
+            let (next, ok) = s.check("wrong", Purpose::Verify, now).unwrap();
             assert!(!ok);
             assert_eq!(next.backoff.failures, n);
             assert_eq!(next.backoff.until, Some(now + Duration::seconds(1 << (n - 1))));
@@ -409,14 +541,14 @@ mod tests {
         }
         // ten failures: the code is void, so even the right one now fails
         assert!(!s.has_live_code(now));
-        let (s, ok) = s.check("right", now).unwrap();
+        let (s, ok) = s.check("right", Purpose::Verify, now).unwrap();
         assert!(!ok);
         assert_eq!(s.backoff.failures, 11);
         // the window doubles until it is capped at one hour
         let mut s = s;
         for _ in 0..5 {
             now = s.backoff.until.unwrap();
-            s = s.check("wrong", now).unwrap().0;
+            s = s.check("wrong", Purpose::Verify, now).unwrap().0;
         }
         assert_eq!(s.backoff.failures, 16);
         assert_eq!(s.backoff.until, Some(now + Duration::hours(1)));
@@ -424,10 +556,10 @@ mod tests {
 
     #[test]
     fn a_new_code_resets_the_count_and_window() {
-        let (s, _) = issued(t(0)).check("wrong", t(0)).unwrap();
-        let s = s.with_new_code("fresh".into(), t(0), TTL);
+        let (s, _) = issued(t(0)).check("wrong", Purpose::Verify, t(0)).unwrap();
+        let s = s.with_new_code("fresh".into(), Purpose::Verify, t(0), TTL);
         assert_eq!(s.backoff, Backoff::default());
-        assert!(s.check("fresh", t(0)).unwrap().1);
+        assert!(s.check("fresh", Purpose::Verify, t(0)).unwrap().1);
     }
 
     #[test]

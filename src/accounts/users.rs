@@ -527,6 +527,32 @@ pub(crate) fn set_password_hash(conn: &mut AnyConnection, user_id: i64, hash: &s
         .execute(conn)
 }
 
+/// The credential version of an active user (see the migration's `credential_version`).
+pub(crate) fn credential_version(conn: &mut AnyConnection, user_id: i64) -> QueryResult<Option<i32>> {
+    users::table
+        .find(user_id)
+        .filter(users::is_active.eq(true))
+        .select(users::credential_version)
+        .first(conn)
+        .optional()
+}
+
+/// Sets the password hash only if the user is active and still at `version` (a compare-and-swap
+/// that moves the version): false when something changed meanwhile or another writer won.
+pub(crate) fn set_password_hash_if_version(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    version: i32,
+    hash: &str,
+) -> QueryResult<bool> {
+    let changed = diesel::update(
+        users::table.find(user_id).filter(users::is_active.eq(true)).filter(users::credential_version.eq(version)),
+    )
+    .set((users::password.eq(hash), users::credential_version.eq(users::credential_version + 1)))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
 pub(crate) fn record_login(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<usize> {
     diesel::update(users::table.find(user_id)).set(users::last_login.eq(Some(db_time(now)))).execute(conn)
 }

@@ -89,10 +89,23 @@ fn secs_until(at: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     ms.div_ceil(1000).max(1)
 }
 
+/// The advisory lock that serializes the deployment's hourly SMS count on PostgreSQL.
+const SMS_HOURLY_LOCK: i64 = 7_314_259_184;
+
+/// Takes a transaction-scoped advisory lock on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already
+/// serializes every writer).
+fn lock(conn: &mut AnyConnection, id: i64) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(id).execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Checks the limits for one code to `address` (already normalized: `Email::key()` or E.164)
-/// and, when allowed, records the send. Call it inside the caller's write transaction (on
-/// PostgreSQL it takes a transaction-scoped advisory lock on the address, so two requests at
-/// once cannot both pass the cooldown; SQLite's `BEGIN IMMEDIATE` already serializes them).
+/// and, when allowed, records the send. Call it inside the caller's write transaction: on
+/// PostgreSQL it locks the address (two requests at once cannot both pass its cooldown) and, for
+/// SMS, the deployment's hourly count (concurrent sends to different numbers cannot both take
+/// its last place). Locks are always taken in that order, so they cannot deadlock.
 pub fn try_record(
     conn: &mut AnyConnection,
     secret: &SecretKey,
@@ -102,13 +115,55 @@ pub fn try_record(
     now: DateTime<Utc>,
 ) -> QueryResult<Result<(), Refusal>> {
     let key = address_key(secret, channel, address);
-    if let AnyConnection::Postgresql(pg) = conn {
-        let lock = i64::from_str_radix(&key[..15], 16).unwrap_or(0);
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(lock).execute(pg)?;
+    if let Err(refusal) = admit(conn, &key, limits, now)? {
+        return Ok(Err(refusal));
     }
+    if channel == Channel::Phone {
+        lock(conn, SMS_HOURLY_LOCK)?;
+        let last_hour: i64 = send_log::table
+            .filter(send_log::channel.eq(Channel::Phone.as_str()))
+            .filter(send_log::sent_at.gt(db_time(now - HOUR)))
+            .count()
+            .get_result(conn)?;
+        if last_hour >= i64::from(limits.sms_hourly) {
+            tracing::warn!(limit = limits.sms_hourly, "FLEX_USER_SMS_HOURLY_LIMIT reached: an SMS code was not sent");
+            return Ok(Err(Refusal::SmsHourly));
+        }
+    }
+    insert(conn, &key, channel.as_str(), now)
+}
 
+/// The `send_log` channel of reset requests (counted per typed identifier, never as messages).
+const RESET_REQUEST: &str = "reset-request";
+
+/// The same cooldown and daily cap as [`try_record`], for the reset requests of one typed
+/// identifier (`throttle_key`, already a keyed hash), known account or not. A reset restarts its
+/// backoff only when this admits the request, so the backoff behaves as if a new code had gone
+/// out, the same for every account, whatever other identifiers were asked for elsewhere.
+pub fn try_record_reset_request(
+    conn: &mut AnyConnection,
+    secret: &SecretKey,
+    limits: &SendLimits,
+    throttle_key: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Result<(), Refusal>> {
+    let key = secret.keyed_hash(RESET_REQUEST, throttle_key.as_bytes());
+    if let Err(refusal) = admit(conn, &key, limits, now)? {
+        return Ok(Err(refusal));
+    }
+    insert(conn, &key, RESET_REQUEST, now)
+}
+
+/// The cooldown and the daily cap of one `send_log` key (locked on PostgreSQL, see above).
+fn admit(
+    conn: &mut AnyConnection,
+    key: &str,
+    limits: &SendLimits,
+    now: DateTime<Utc>,
+) -> QueryResult<Result<(), Refusal>> {
+    lock(conn, i64::from_str_radix(&key[..15], 16).unwrap_or(0))?;
     let sent: Vec<DateTime<Utc>> = send_log::table
-        .filter(send_log::address_key.eq(&key))
+        .filter(send_log::address_key.eq(key))
         .filter(send_log::sent_at.gt(db_time(now - DAY)))
         .order(send_log::sent_at.asc())
         .select(send_log::sent_at)
@@ -129,24 +184,12 @@ pub fn try_record(
     if let Some(ends) = cooldown_ends {
         return Ok(Err(Refusal::Cooldown { retry_after_secs: secs_until(ends, now) }));
     }
-    if channel == Channel::Phone {
-        let last_hour: i64 = send_log::table
-            .filter(send_log::channel.eq(Channel::Phone.as_str()))
-            .filter(send_log::sent_at.gt(db_time(now - HOUR)))
-            .count()
-            .get_result(conn)?;
-        if last_hour >= i64::from(limits.sms_hourly) {
-            tracing::warn!(limit = limits.sms_hourly, "FLEX_USER_SMS_HOURLY_LIMIT reached: an SMS code was not sent");
-            return Ok(Err(Refusal::SmsHourly));
-        }
-    }
+    Ok(Ok(()))
+}
 
+fn insert(conn: &mut AnyConnection, key: &str, channel: &str, now: DateTime<Utc>) -> QueryResult<Result<(), Refusal>> {
     diesel::insert_into(send_log::table)
-        .values((
-            send_log::address_key.eq(&key),
-            send_log::channel.eq(channel.as_str()),
-            send_log::sent_at.eq(db_time(now)),
-        ))
+        .values((send_log::address_key.eq(key), send_log::channel.eq(channel), send_log::sent_at.eq(db_time(now))))
         .execute(conn)?;
     Ok(Ok(()))
 }

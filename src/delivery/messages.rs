@@ -12,16 +12,8 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use crate::accounts::Purpose;
 use crate::accounts::{Channel, OtpCode};
-
-/// What a code is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// Proves the person owns an email address or phone number.
-    Verify,
-    /// Lets the person set a new password.
-    PasswordReset,
-}
 
 /// An email: subject, plain text and HTML.
 #[derive(Clone, PartialEq, Eq)]

@@ -13,13 +13,13 @@ use actix_web::cookie::time::Duration as CookieDuration;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use rand::distr::{Alphanumeric, SampleString as _};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::accounts::tokens::db_time;
 use crate::clock::Clock;
 use crate::db::schema::sessions;
 use crate::db::{AnyConnection, Pool};
+use crate::flows::PendingReset;
 
 /// How long sessions live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,21 +183,6 @@ pub(crate) fn prune(conn: &mut AnyConnection, now: DateTime<Utc>) -> QueryResult
 const USER_ID: &str = "user_id";
 const CSRF: &str = "csrf";
 const RESET: &str = "password_reset";
-
-/// A password reset in progress in this session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingReset {
-    /// The keyed hash of the normalized identifier asked for (throttle key for unknown accounts).
-    pub throttle_key: String,
-    /// The account, when one matched.
-    pub user_id: Option<i64>,
-    /// "email" or "phone": the channel the code went to.
-    pub channel: Option<String>,
-    /// Whether that channel was verified before this reset.
-    pub channel_was_verified: bool,
-    /// When the code was proven; the new password must be set within the code TTL of this.
-    pub verified_at: Option<DateTime<Utc>>,
-}
 
 /// The typed view of this request's session.
 pub struct UserSession(Session);

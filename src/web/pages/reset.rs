@@ -10,8 +10,8 @@ use super::verify::wait_errors;
 use super::{password_problems, too_many, typed};
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Username};
+use crate::flows::PendingReset;
 use crate::web::error::AppError;
-use crate::web::session::PendingReset;
 use crate::web::views::{FormErrors, ResetNewView, ResetRequestView, ResetVerifyView, html};
 use crate::web::visitor::{Visitor, see_other};
 use crate::web::{AppState, signed_out_response};
@@ -80,17 +80,17 @@ pub async fn verify(
     visitor: Visitor,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
-    let Some(mut pending) = visitor.session.reset() else { return Ok(see_other("/password-reset")) };
+    let Some(pending) = visitor.session.reset() else { return Ok(see_other("/password-reset")) };
     let code = typed(&form.code);
     let flows = state.flows.clone();
-    let asked = pending.clone();
-    match web::block(move || flows.verify_reset(&asked, &code)).await?? {
-        Ok(true) => {
-            pending.verified_at = Some(state.flows.accounts.now());
-            visitor.session.set_reset(&pending)?;
+    match web::block(move || flows.verify_reset(&pending, &code)).await?? {
+        Ok(Some(proven)) => {
+            // a new session id for the proven state, as at sign-in
+            visitor.session.renew();
+            visitor.session.set_reset(&proven)?;
             Ok(see_other("/password-reset/new"))
         }
-        Ok(false) => {
+        Ok(None) => {
             let errors = FormErrors::default().with_field("code", "That code is wrong or has expired.");
             Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &ResetVerifyView { chrome: visitor.chrome(), errors }))
         }
@@ -102,20 +102,20 @@ pub async fn verify(
     }
 }
 
-/// The reset of this session if its code was proven within the code's lifetime.
-fn proven(state: &AppState, visitor: &Visitor) -> Option<PendingReset> {
-    let pending = visitor.session.reset()?;
-    let verified_at = pending.verified_at?;
-    pending.user_id?;
-    let ttl = chrono::Duration::from_std(state.settings.otp.ttl).ok()?;
-    (state.flows.accounts.now() < verified_at + ttl).then_some(pending)
+/// The reset of this session if its code was proven within the code's lifetime and nothing it
+/// depends on has changed since. (Completing it checks again, in its own transaction.)
+async fn proven(state: &AppState, visitor: &Visitor) -> Result<Option<PendingReset>, AppError> {
+    let Some(pending) = visitor.session.reset() else { return Ok(None) };
+    let flows = state.flows.clone();
+    let checked = pending.clone();
+    if web::block(move || flows.reset_holds(&checked)).await?? { Ok(Some(pending)) } else { Ok(None) }
 }
 
-pub async fn show_new(state: web::Data<AppState>, visitor: Visitor) -> HttpResponse {
-    if proven(&state, &visitor).is_none() {
-        return see_other("/password-reset");
+pub async fn show_new(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    if proven(&state, &visitor).await?.is_none() {
+        return Ok(see_other("/password-reset"));
     }
-    html(StatusCode::OK, &ResetNewView { chrome: visitor.chrome(), errors: FormErrors::default() })
+    Ok(html(StatusCode::OK, &ResetNewView { chrome: visitor.chrome(), errors: FormErrors::default() }))
 }
 
 pub async fn set_new(
@@ -123,8 +123,8 @@ pub async fn set_new(
     visitor: Visitor,
     form: web::Form<NewPasswordForm>,
 ) -> Result<HttpResponse, AppError> {
-    let Some(pending) = proven(&state, &visitor) else { return Ok(see_other("/password-reset")) };
-    let user_id = pending.user_id.unwrap_or_default();
+    let Some(pending) = proven(&state, &visitor).await? else { return Ok(see_other("/password-reset")) };
+    let user_id = pending.user_id().unwrap_or_default();
     let flows = state.flows.clone();
     let Some(user) = web::block(move || flows.user(user_id)).await?? else {
         visitor.session.clear_reset();
@@ -144,12 +144,18 @@ pub async fn set_new(
         }
     };
     let flows = state.flows.clone();
-    state
+    let done = state
         .hashing(move || {
             let hash = flows.hash(&password)?;
             flows.complete_reset(&pending, &hash)
         })
         .await??;
+    if !done {
+        // void: the account's credentials or that channel changed, or this proof was used
+        visitor.session.clear_reset();
+        tracing::info!(event = "password_reset_void", user_id, ip = ?visitor.ip, "password reset void");
+        return Ok(see_other("/password-reset"));
+    }
     tracing::info!(event = "password_reset", user_id, ip = ?visitor.ip, "password reset; all sessions ended");
     // Every session of the user is gone; this one ends too (it may be anonymous).
     visitor.session.sign_out();
