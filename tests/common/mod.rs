@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod flows;
 pub mod sinks;
 
 use std::collections::HashMap;
