@@ -45,6 +45,7 @@ fn main() {
     let mut sign_in: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
     let reset_ids = ["known@example.org", "nobody@example.org"];
     let mut reset: Vec<Vec<Duration>> = vec![Vec::new(); reset_ids.len()];
+    let mut wrong_code: Vec<Vec<Duration>> = vec![Vec::new(); reset_ids.len()];
     for round in 0..ROUNDS {
         for (i, who) in kinds.iter().enumerate() {
             let token = browser.token();
@@ -61,11 +62,18 @@ fn main() {
             let page = fresh.post_raw("/password-reset", &[("csrf_token", &token), ("identifier", who)]);
             reset[i].push(started.elapsed());
             assert_eq!(page.status.as_u16(), 303);
+            // a wrong code for the reset just asked for
+            let started = Instant::now();
+            let page = fresh.post_raw("/password-reset/verify", &[("csrf_token", &token), ("code", "000000")]);
+            wrong_code[i].push(started.elapsed());
+            assert_eq!(page.status.as_u16(), 422, "{who}");
         }
-        app.clock.advance(chrono::Duration::minutes(16 + round as i64));
+        // past every backoff, cooldown and daily cap, so each round is a first attempt
+        app.clock.advance(chrono::Duration::days(1) + chrono::Duration::minutes(round as i64));
     }
     let m: Vec<Duration> = sign_in.into_iter().map(median).collect();
     let r: Vec<Duration> = reset.into_iter().map(median).collect();
+    let w: Vec<Duration> = wrong_code.into_iter().map(median).collect();
     println!("sign-in failure, median of {ROUNDS}: known {:?}, unknown {:?}, unparsable {:?}", m[0], m[1], m[2]);
     println!(
         "  ratio unknown/known {:.2}, unparsable/known {:.2}",
@@ -74,6 +82,8 @@ fn main() {
     );
     println!("password-reset request, median of {ROUNDS}: known {:?}, unknown {:?}", r[0], r[1]);
     println!("  ratio unknown/known {:.2}", r[1].as_secs_f64() / r[0].as_secs_f64());
+    println!("wrong reset code, median of {ROUNDS}: known {:?}, unknown {:?}", w[0], w[1]);
+    println!("  ratio unknown/known {:.2}", w[1].as_secs_f64() / w[0].as_secs_f64());
 
     // A flood: 64 sign-ins at once. With one hash per core at a time, peak memory grows by a
     // few argon2 blocks (19 MiB each), not 64 of them.

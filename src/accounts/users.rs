@@ -501,6 +501,7 @@ pub(crate) fn update_identifiers_in(
     )?
     .into_result()
     .map_err(AccountError::Invalid)?;
+    let changed = username != before.username || email != before.email || phone != before.phone;
     diesel::update(users::table.find(user_id))
         .set((
             users::username.eq(username.as_ref().map(Username::as_str)),
@@ -508,8 +509,8 @@ pub(crate) fn update_identifiers_in(
             users::email.eq(email.as_ref().map(Email::as_str)),
             users::email_key.eq(email.as_ref().map(Email::key)),
             users::phone.eq(phone.as_ref().map(Phone::as_str)),
-            // what pending resets were made under (see `credential_version`)
-            users::credential_version.eq(users::credential_version + 1),
+            // pending resets were made under the old identifiers (an equal value changes nothing)
+            users::credential_version.eq(users::credential_version + i32::from(changed)),
         ))
         .execute(conn)
         .map_err(lost_race)?;

@@ -16,8 +16,14 @@ use crate::web::views::{FormErrors, ResetNewView, ResetRequestView, ResetVerifyV
 use crate::web::visitor::{Visitor, see_other};
 use crate::web::{AppState, signed_out_response};
 
-/// The least time a reset request takes to answer (well above the work of either case).
+/// The least time a reset request or code check takes to answer (well above the work of either
+/// case): a known account costs a few more reads and writes than an unknown one (the code and
+/// its message; the token's check), and answering no sooner than this hides the difference.
 const RESET_FLOOR: std::time::Duration = std::time::Duration::from_millis(40);
+
+async fn answer_no_sooner_than_the_floor(started: std::time::Instant) {
+    actix_web::rt::time::sleep(RESET_FLOOR.saturating_sub(started.elapsed())).await;
+}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -62,9 +68,7 @@ pub async fn request(
     let pending = web::block(move || flows.request_reset(&identifier)).await??;
     tracing::info!(event = "password_reset_requested", ip = ?visitor.ip, "password reset requested");
     visitor.session.set_reset(&pending)?;
-    // A known account costs a few more writes (the code and its message) than an unknown one;
-    // answering no sooner than a fixed floor hides that difference.
-    actix_web::rt::time::sleep(RESET_FLOOR.saturating_sub(started.elapsed())).await;
+    answer_no_sooner_than_the_floor(started).await;
     Ok(see_other("/password-reset/verify"))
 }
 
@@ -82,8 +86,11 @@ pub async fn verify(
 ) -> Result<HttpResponse, AppError> {
     let Some(pending) = visitor.session.reset() else { return Ok(see_other("/password-reset")) };
     let code = typed(&form.code);
+    let started = std::time::Instant::now();
     let flows = state.flows.clone();
-    match web::block(move || flows.verify_reset(&pending, &code)).await?? {
+    let checked = web::block(move || flows.verify_reset(&pending, &code)).await??;
+    answer_no_sooner_than_the_floor(started).await;
+    match checked {
         Ok(Some(proven)) => {
             // a new session id for the proven state, as at sign-in
             visitor.session.renew();
