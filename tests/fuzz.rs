@@ -38,10 +38,10 @@ fn config_slow() -> Config {
 /// compatibility forms that NFKC turns into `@`, `+`, `.` or digits, digits of other scripts,
 /// invisible and combining characters, case-folding oddities, other scripts.
 const SPECIALS: &[&str] = &[
-    "а", "е", "о", "ı", "İ", "ß", "ẞ", "ﬁ", "ﬀ", "Ａ", "１", "²", "½", "Ⅻ", "①", "٣", "०", "፩", "\u{200B}",
-    "\u{200D}", "\u{0301}", "\u{030C}", "\u{FE0F}", "\u{3164}", "\u{FEFF}", "\u{00A0}", "\u{2028}", "\u{00AD}", "ǰ",
-    "J\u{30C}", "例", "ア", "한", "Ω", "ω", "xn--", "\u{FF20}", "\u{FE6B}", "\u{FF0B}", "\u{2024}", "\u{2025}",
-    "\u{FF0E}", "\u{0665}", "\u{202E}", "\"", "\\", "[", "]", "(", ")", "<", ">", ",", ";", ":", "\t", "\n",
+    "а", "е", "о", "ı", "İ", "ß", "ẞ", "ﬁ", "ﬀ", "Ａ", "１", "²", "½", "Ⅻ", "①", "٣", "०", "፩", "\u{200B}", "\u{200D}",
+    "\u{0301}", "\u{030C}", "\u{FE0F}", "\u{3164}", "\u{FEFF}", "\u{00A0}", "\u{2028}", "\u{00AD}", "ǰ", "J\u{30C}",
+    "例", "ア", "한", "Ω", "ω", "xn--", "\u{FF20}", "\u{FE6B}", "\u{FF0B}", "\u{2024}", "\u{2025}", "\u{FF0E}",
+    "\u{0665}", "\u{202E}", "\"", "\\", "[", "]", "(", ")", "<", ">", ",", ";", ":", "\t", "\n",
 ];
 
 /// Text shaped like what people type into an identifier field.
@@ -298,7 +298,9 @@ struct Target<'a> {
 impl<'a> Target<'a> {
     fn new(app: &'a TestApp) -> Target<'a> {
         let signed_in = Browser::new(app);
-        signed_in.sign_up(&[("username", "fuzzer"), ("email", EMAIL), ("password", PASSWORD)]).assert_redirect("/account");
+        signed_in
+            .sign_up(&[("username", "fuzzer"), ("email", EMAIL), ("password", PASSWORD)])
+            .assert_redirect("/account");
         Target { app, anonymous: Browser::new(app), signed_in }
     }
 

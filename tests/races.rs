@@ -148,7 +148,8 @@ fn one_code_checked_by_eight_requests_at_once_verifies_once(db: &TestDb) {
     let email = "verify-race@example.org";
     Browser::new(&app).sign_up(&[("email", email), ("password", PASSWORD)]).assert_redirect("/account");
     let code = mail_code(&app.email_to(email, 0), 6).expect("a code in the sign-up email");
-    let user_id = app.accounts.find_user(&flex_user::domain::Identifier::infer(email, None).unwrap()).unwrap().unwrap().id;
+    let user_id =
+        app.accounts.find_user(&flex_user::domain::Identifier::infer(email, None).unwrap()).unwrap().unwrap().id;
 
     let browsers = sessions(&app, email, N);
     let tokens = tokens(&browsers, "/verify/email");
