@@ -422,7 +422,7 @@ fn load(h: &Harness, accounts: &Accounts, thread: usize) -> Vec<Person> {
 fn life(h: &Harness, accounts: &Accounts, p: &mut Person, n: usize) -> Result<(), Stopped> {
     let browser = Visitor::new(h);
     sign_up(h, &browser, p)?;
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         verify_email(h, accounts, &browser, p)?;
     }
     for round in 0..(1 + n % 4 / 3) {
