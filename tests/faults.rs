@@ -64,50 +64,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a kill in the middle of a reset showed: an attempt that proves its code and is then
-/// abandoned (its browser closed, its answer lost) must verify nothing, so the reset that does
-/// complete through the still-unverified email removes the phone that nobody proved.
-fn abandoned_reset_proof_verifies_nothing(db: &TestDb) {
-    use common::app::{Browser, spawn_app};
-    let app = spawn_app(db, &[("FLEX_USER_IP_RATE_LIMIT", "0")]);
-    let email = "abandoned@example.org";
-    Browser::new(&app)
-        .sign_up(&[("email", email), ("phone", "+12025550188"), ("password", "first passphrase")])
-        .assert_redirect("/account");
-    let reset = |nth: usize| {
-        app.clock.advance(chrono::Duration::seconds(61));
-        let browser = Browser::new(&app);
-        browser.post("/password-reset", &[("identifier", email)]).assert_redirect("/password-reset/verify");
-        let code = mail_code(&app.email_to(email, nth), 6).expect("a reset code");
-        browser.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
-        browser
-    };
-    let user = find(&app.accounts, email);
-
-    let _abandoned = reset(1);
-    let token = app.accounts.email_token(user.id).unwrap().unwrap();
-    assert!(!token.state.verified, "a proven but abandoned reset verified the email");
-
-    reset(2).post("/password-reset/new", &[("new_password", "second passphrase")]).assert_redirect("/sign-in");
-    let user = find(&app.accounts, email);
-    assert!(user.phone.is_none(), "the email was unverified until this reset completed: the phone goes");
-}
-
-mod regressions {
-    #[test]
-    #[ignore = "bug: a reset code that is proven verifies the address even if the reset is abandoned"]
-    fn abandoned_reset_proof_verifies_nothing_on_sqlite() {
-        super::abandoned_reset_proof_verifies_nothing(&super::TestDb::new(super::Backend::Sqlite).unwrap());
-    }
-
-    #[test]
-    #[ignore = "bug: a reset code that is proven verifies the address even if the reset is abandoned"]
-    fn abandoned_reset_proof_verifies_nothing_on_postgres() {
-        if let Some(db) = super::TestDb::new(super::Backend::Postgres) {
-            super::abandoned_reset_proof_verifies_nothing(&db);
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // the server process
@@ -751,16 +707,13 @@ fn check_users(pool: &Pool, accounts: &Accounts, people: &[Person]) {
         assert_eq!(user.username.as_ref().map(|u| u.as_str()), Some(p.username.as_str()));
         // a reset through the email while it was unverified removes the phone
         let keeps_phone = p.verified || !p.reset;
-        // TODO(bug): an abandoned proof marks the email verified today, so the phone stays
-        // (`abandoned_reset_proof_verifies_nothing` below); assert for everyone once fixed.
-        if !p.abandoned_proof {
-            assert_eq!(
-                user.phone.as_ref().map(|x| x.as_str()),
-                p.phone.as_deref().filter(|_| keeps_phone),
-                "{}: phone ({p:?})",
-                p.username,
-            );
-        }
+        // (an abandoned proof verifies nothing: tests/review.rs `an_abandoned_reset_verifies_nothing`)
+        assert_eq!(
+            user.phone.as_ref().map(|x| x.as_str()),
+            p.phone.as_deref().filter(|_| keeps_phone),
+            "{}: phone ({p:?})",
+            p.username,
+        );
         let token = accounts.email_token(user.id).unwrap().expect("the email's token");
         assert_eq!(token.state.verified, p.verified || p.reset, "{}: email verified", p.username);
         // only the last password works
