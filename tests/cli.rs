@@ -192,3 +192,26 @@ fn serve_on_port_zero_prints_the_port_it_got() {
     let response = get(addr, "/healthz").expect("the printed URL answers");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
+
+/// PostgreSQL only: a one-shot command exits cleanly every time. It used to die with SIGSEGV
+/// after printing its success line, in about 1 run of 8: OpenSSL's exit-time cleanup ran while a
+/// pool worker was still opening a (TLS) connection to refill the pool.
+#[test]
+fn create_user_on_postgres_exits_cleanly_every_time() {
+    let Some(db) = TestDb::new(common::Backend::Postgres) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.env_url();
+    for i in 0..50 {
+        let mut cmd = flex_user(&url, dir.path());
+        cmd.args(["create-user", "--email", &format!("run{i}@example.org")]);
+        let out = run(cmd, "");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run {i} ended with {}; stdout {stdout:?}, stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("created user "), "run {i}: {stdout:?}");
+    }
+}

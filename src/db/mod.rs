@@ -63,9 +63,12 @@ impl DatabaseUrl {
     /// Opens one connection, with the backend's real error as one line.
     pub fn connect(&self) -> Result<AnyConnection, DbError> {
         match self {
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
-                .map(AnyConnection::Postgresql)
-                .map_err(|e| DbError::Connect(one_line(&e.to_string()))),
+            DatabaseUrl::Postgres(url) => {
+                init_openssl();
+                PgConnection::establish(url)
+                    .map(AnyConnection::Postgresql)
+                    .map_err(|e| DbError::Connect(one_line(&e.to_string())))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn =
                     SqliteConnection::establish(path).map_err(|e| DbError::Connect(one_line(&e.to_string())))?;
@@ -148,14 +151,33 @@ impl r2d2::ManageConnection for Manager {
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
 
+/// Initialises OpenSSL (libpq's TLS) without its exit-time cleanup (`openssl_sys::init` passes
+/// `OPENSSL_INIT_NO_ATEXIT`). That cleanup frees OpenSSL's tables while other threads may still
+/// be using them, e.g. a pool worker in a TLS handshake when the process exits: a SIGSEGV. The
+/// first initialisation decides, so call this before anything opens a connection; it runs once.
+pub fn init_openssl() {
+    openssl_sys::init();
+}
+
 /// Connects (reporting the real error when the database is unreachable), applies pending
-/// migrations, and returns a pool.
+/// migrations, and returns a pool that keeps an idle connection ready: for the server.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbError> {
+    open(url, max_size, 1)
+}
+
+/// As [`connect`], for a one-shot command (`create-user`): the pool opens a connection only when
+/// one is asked for, and the caller waits for it. A pool that refills itself in the background
+/// can still be opening a connection on its worker thread when the command exits.
+pub fn connect_for_command(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbError> {
+    open(url, max_size, 0)
+}
+
+fn open(url: &DatabaseUrl, max_size: u32, min_idle: u32) -> Result<Pool, DbError> {
     let mut conn = url.connect()?;
     migrate(&mut conn)?;
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
-        .min_idle(Some(1))
+        .min_idle(Some(min_idle))
         .connection_timeout(Duration::from_secs(10))
         .test_on_check_out(false)
         .build_unchecked(Manager(url.clone()));
@@ -236,6 +258,24 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://u@h/db").is_err());
         assert!(DatabaseUrl::parse("file:x.db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn a_command_pool_opens_connections_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("x.db").to_string_lossy().into_owned());
+        let settle = || std::thread::sleep(Duration::from_millis(300));
+        let pool = connect_for_command(&url, 2).unwrap();
+        settle();
+        assert_eq!(pool.state().connections, 0, "nothing opened in the background");
+        drop(pool.get().unwrap());
+        settle();
+        assert_eq!(pool.state().connections, 1, "the one asked for, and no refill");
+        // the server's pool, by contrast, keeps one ready
+        let server = connect(&url, 2).unwrap();
+        let _busy = server.get().unwrap();
+        settle();
+        assert_eq!(server.state().connections, 2);
     }
 
     #[test]
