@@ -160,7 +160,8 @@ pub fn init_openssl() {
 }
 
 /// Connects (reporting the real error when the database is unreachable), applies pending
-/// migrations, and returns a pool that keeps an idle connection ready: for the server.
+/// migrations, fills in what they leave to the application, and returns a pool that keeps an
+/// idle connection ready: for the server.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbError> {
     open(url, max_size, 1)
 }
@@ -175,6 +176,7 @@ pub fn connect_for_command(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbE
 fn open(url: &DatabaseUrl, max_size: u32, min_idle: u32) -> Result<Pool, DbError> {
     let mut conn = url.connect()?;
     migrate(&mut conn)?;
+    backfill_username_skeletons(&mut conn)?;
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(min_idle))
@@ -182,6 +184,51 @@ fn open(url: &DatabaseUrl, max_size: u32, min_idle: u32) -> Result<Pool, DbError
         .test_on_check_out(false)
         .build_unchecked(Manager(url.clone()));
     Ok(pool)
+}
+
+/// Fills `users.username_skeleton` where it is empty: rows made before the column existed.
+/// Oldest first, so of two look-alike names from before the rule the older account keeps the
+/// skeleton; the other stays empty, with a warning, for an operator to settle (its owner can
+/// still sign in, and a new look-alike is refused because the older one holds the skeleton).
+/// Returns how many rows it filled.
+pub fn backfill_username_skeletons(conn: &mut AnyConnection) -> Result<usize, DbError> {
+    use crate::domain::Username;
+    use schema::users;
+
+    let missing: Vec<(i64, String)> = users::table
+        .filter(users::username_skeleton.is_null())
+        .filter(users::username.is_not_null())
+        .select((users::id, users::username.assume_not_null()))
+        .order(users::id)
+        .load(conn)?;
+    let mut filled = 0;
+    for (id, username) in missing {
+        let skeleton = Username::from_stored(username).skeleton();
+        // One statement each, outside a transaction: on PostgreSQL a clash would abort one.
+        // `IS NULL` again: another instance starting at the same time may have filled it.
+        let update = diesel::update(users::table.find(id).filter(users::username_skeleton.is_null()))
+            .set(users::username_skeleton.eq(&skeleton))
+            .execute(conn);
+        match update {
+            Ok(n) => filled += n,
+            Err(e) if unique_violation(&e).is_some() => {
+                let holder: Option<i64> = users::table
+                    .filter(users::username_skeleton.eq(&skeleton))
+                    .select(users::id)
+                    .first(conn)
+                    .optional()?;
+                // ids only: a username is personal data, and the ids are enough to find both
+                tracing::warn!(
+                    user_id = id,
+                    look_alike_user_id = holder,
+                    "username looks like another user's (same confusable skeleton); left without a skeleton until \
+                     one of them is renamed"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(filled)
 }
 
 /// Applies pending migrations; returns how many ran. On PostgreSQL an advisory lock keeps
