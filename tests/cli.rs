@@ -36,7 +36,7 @@ fn one_line_failure(out: &Output) -> String {
     stderr.trim_end().to_owned()
 }
 
-on_both_databases!(create_user_and_superuser, create_user_refusals);
+on_both_databases!(create_user_and_superuser, create_user_refusals, create_user_refuses_look_alikes);
 
 fn create_user_and_superuser(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -89,6 +89,24 @@ fn create_user_refusals(db: &TestDb) {
     // nothing was created by the refusals
     let (accounts, _) = db.accounts(&[]);
     assert!(accounts.find_user(&Identifier::infer("nobody", None).unwrap()).unwrap().is_none());
+}
+
+fn create_user_refuses_look_alikes(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.env_url();
+    let create = |args: &[&str]| {
+        let mut cmd = flex_user(&url, dir.path());
+        cmd.arg("create-user").args(args);
+        run(cmd, "")
+    };
+    assert!(create(&["--username", "admin", "--email", "admin@x.org"]).status.success());
+    // U+0131 LATIN SMALL LETTER DOTLESS I
+    let line = one_line_failure(&create(&["--username", "adm\u{131}n", "--email", "other@x.org"]));
+    assert_eq!(line, "username: that username is too similar to an existing username");
+    let line = one_line_failure(&create(&["--email", "x@[127.0.0.1]"]));
+    assert_eq!(line, "email: enter a valid email address");
+    let (accounts, _) = db.accounts(&[]);
+    assert!(accounts.find_user(&Identifier::infer("other@x.org", None).unwrap()).unwrap().is_none());
 }
 
 #[test]
