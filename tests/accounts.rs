@@ -344,7 +344,8 @@ fn confusable_usernames_are_refused(db: &TestDb) {
     let paypal = accounts.create_user(NewUser::new().username(username("paypal")).email(email("p@x.org"))).unwrap();
     let other = accounts.create_user(NewUser::new().username(username("other")).email(email("o@x.org"))).unwrap();
     let rename = |id, name: &str| {
-        accounts.update_identifiers(id, IdentifierChanges { username: Change::Set(username(name)), ..Default::default() })
+        accounts
+            .update_identifiers(id, IdentifierChanges { username: Change::Set(username(name)), ..Default::default() })
     };
     let errors = invalid(rename(other.id, "paypa1"));
     assert_eq!(errors.get(Field::Username), Some(TOO_SIMILAR));

@@ -141,9 +141,7 @@ fn domain_name(raw: &str) -> Option<String> {
             && !label.ends_with('-')
     };
     let last = domain.rsplit('.').next()?;
-    let ok = domain.len() <= MAX_DOMAIN
-        && domain.split('.').all(label_ok)
-        && !last.chars().all(|c| c.is_ascii_digit());
+    let ok = domain.len() <= MAX_DOMAIN && domain.split('.').all(label_ok) && !last.chars().all(|c| c.is_ascii_digit());
     ok.then_some(domain)
 }
 
