@@ -50,6 +50,9 @@ struct CreateArgs {
 }
 
 fn main() -> ExitCode {
+    // Before anything can start a thread or a connection: OpenSSL without its exit-time cleanup,
+    // which could otherwise free its tables under a thread still in a TLS handshake.
+    db::init_openssl();
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let message = info
@@ -160,7 +163,8 @@ fn create(settings: Settings, args: CreateArgs, superuser: bool) -> Result<(), S
         return Err("password: an account without a password needs an email or phone to get one by reset".into());
     }
 
-    let pool = db::connect(&settings.database_url, 2).map_err(|e| e.to_string())?;
+    // No background pool fill: nothing may still be connecting when the command exits.
+    let pool = db::connect_for_command(&settings.database_url, 2).map_err(|e| e.to_string())?;
     let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
     let created = if superuser { accounts.create_superuser(new) } else { accounts.create_user(new) };
     match created {

@@ -39,6 +39,9 @@ on_both_databases!(
     concurrent_checks_lose_no_failure_and_spend_a_code_once,
     twenty_simultaneous_creates_give_one_user,
     identifier_changes_keep_or_reset_verification,
+    confusable_usernames_are_refused,
+    twenty_simultaneous_look_alikes_give_one_user,
+    start_up_fills_the_skeletons_of_old_rows,
 );
 
 fn creates_users_with_any_subset_of_identifiers(db: &TestDb) {
@@ -321,6 +324,137 @@ fn identifier_changes_keep_or_reset_verification(db: &TestDb) {
         .unwrap();
     assert_eq!(updated.new_email().map(Email::as_str), Some("new@x.org"));
     assert!(!accounts.email_token(u.id).unwrap().unwrap().state.verified);
+}
+
+const TOO_SIMILAR: &str = "That username is too similar to an existing username.";
+
+fn confusable_usernames_are_refused(db: &TestDb) {
+    let (accounts, _) = db.accounts(&[]);
+    let admin = accounts.create_user(NewUser::new().username(username("admin")).password("pw")).unwrap();
+    // U+0131 dotless ı (in either case) and `rn` for `m`: each looks like a taken name
+    for look_alike in ["adm\u{131}n", "ADM\u{131}N", "adrnin"] {
+        let errors = invalid(accounts.create_user(NewUser::new().username(username(look_alike)).password("pw")));
+        assert_eq!(errors.get(Field::Username), Some(TOO_SIMILAR), "{look_alike}");
+        assert!(accounts.find_user(&Identifier::Username(username(look_alike))).unwrap().is_none());
+    }
+    // the same name in other case is simply taken
+    let errors = invalid(accounts.create_user(NewUser::new().username(username("Admin"))));
+    assert_eq!(errors.get(Field::Username), Some("A user with that username already exists."));
+
+    let paypal = accounts.create_user(NewUser::new().username(username("paypal")).email(email("p@x.org"))).unwrap();
+    let other = accounts.create_user(NewUser::new().username(username("other")).email(email("o@x.org"))).unwrap();
+    let rename = |id, name: &str| {
+        accounts
+            .update_identifiers(id, IdentifierChanges { username: Change::Set(username(name)), ..Default::default() })
+    };
+    let errors = invalid(rename(other.id, "paypa1"));
+    assert_eq!(errors.get(Field::Username), Some(TOO_SIMILAR));
+    assert_eq!(accounts.get_user(other.id).unwrap().unwrap().display_name(), "other", "nothing changed");
+    // a user's own look-alike is no clash: `paypal` may become `PayPa1`
+    assert_eq!(rename(paypal.id, "PayPa1").unwrap().after.display_name(), "PayPa1");
+    // a removed or renamed username frees its skeleton
+    rename(admin.id, "root").unwrap();
+    accounts.create_user(NewUser::new().username(username("adm\u{131}n"))).unwrap();
+    let gone = IdentifierChanges { username: Change::Remove, ..Default::default() };
+    accounts.update_identifiers(paypal.id, gone).unwrap();
+    rename(other.id, "paypal").unwrap();
+}
+
+fn twenty_simultaneous_look_alikes_give_one_user(db: &TestDb) {
+    let (accounts, _) = db.accounts(&[]);
+    // 20 different names (different keys) with one skeleton: `o`/`0`, `l`/`1` and `i`/`ı`
+    let name = |i: usize| {
+        let pick = |bit: usize, a: char, b: char| if i & (1 << bit) == 0 { a } else { b };
+        ['b', pick(0, 'o', '0'), pick(1, 'o', '0'), pick(2, 'l', '1'), pick(3, 'l', '1'), pick(4, 'i', '\u{131}')]
+            .into_iter()
+            .collect::<String>()
+    };
+    let results = in_parallel(20, |i| accounts.create_user(NewUser::new().username(username(&name(i)))));
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(created, 1, "{results:?}");
+    for r in &results {
+        match r {
+            Ok(_) => {}
+            Err(AccountError::Invalid(errors)) => assert_eq!(errors.get(Field::Username), Some(TOO_SIMILAR)),
+            Err(other) => panic!("not a clean error: {other:?}"),
+        }
+    }
+}
+
+fn start_up_fills_the_skeletons_of_old_rows(db: &TestDb) {
+    use diesel::prelude::*;
+    use flex_user::db::schema::users;
+    let (accounts, _) = db.accounts(&[]);
+    let admin = accounts.create_user(NewUser::new().username(username("admin"))).unwrap();
+    let bob = accounts.create_user(NewUser::new().username(username("Bob")).email(email("bob@x.org"))).unwrap();
+    let nameless = accounts.create_user(NewUser::new().email(email("n@x.org"))).unwrap();
+    let old = accounts.create_user(NewUser::new().username(username("placeholder")).email(email("o@x.org"))).unwrap();
+    // As before the migration: no skeletons, and a look-alike pair the old rules let in.
+    let mut conn = db.url.connect().unwrap();
+    diesel::update(users::table.find(old.id))
+        .set((users::username.eq("adm\u{131}n"), users::username_key.eq("adm\u{131}n")))
+        .execute(&mut conn)
+        .unwrap();
+    diesel::update(users::table).set(users::username_skeleton.eq(None::<String>)).execute(&mut conn).unwrap();
+    let skeletons = |conn: &mut flex_user::db::AnyConnection| -> Vec<Option<String>> {
+        [admin.id, bob.id, nameless.id, old.id]
+            .map(|id| users::table.find(id).select(users::username_skeleton).first(conn).unwrap())
+            .into()
+    };
+    let start_up = || {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(logs.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || flex_user::db::connect(&db.url, 2).unwrap());
+        logs.text()
+    };
+
+    let logs = start_up();
+    let skeleton = |name: &str| Some(username(name).skeleton());
+    // the older account keeps the skeleton; the younger look-alike stays empty, with a warning
+    assert_eq!(skeletons(&mut conn), [skeleton("admin"), skeleton("bob"), None, None]);
+    assert!(logs.contains("WARN") && logs.contains("confusable skeleton"), "{logs}");
+    assert!(logs.contains(&format!("user_id={}", old.id)) && logs.contains(&format!("={}", admin.id)), "{logs}");
+    assert!(!logs.contains("adm"), "ids, not usernames: {logs}");
+
+    // the look-alike still works, and blocks nothing it should not; new look-alikes are refused
+    let changes = IdentifierChanges { email: Change::Set(email("o2@x.org")), ..Default::default() };
+    accounts.update_identifiers(old.id, changes).unwrap();
+    let errors = invalid(accounts.create_user(NewUser::new().username(username("adrnin"))));
+    assert_eq!(errors.get(Field::Username), Some(TOO_SIMILAR));
+
+    // once the older one is renamed, the next start-up fills the other
+    let rename = IdentifierChanges { username: Change::Set(username("root")), ..Default::default() };
+    accounts.update_identifiers(admin.id, rename).unwrap();
+    let logs = start_up();
+    assert_eq!(skeletons(&mut conn), [skeleton("root"), skeleton("bob"), None, skeleton("adm\u{131}n")]);
+    assert!(!logs.contains("WARN"), "{logs}");
+}
+
+/// Log lines written while it is the default subscriber's writer.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
 }
 
 /// Runs `f(0..n)` on n threads released at the same instant.

@@ -36,7 +36,7 @@ fn one_line_failure(out: &Output) -> String {
     stderr.trim_end().to_owned()
 }
 
-on_both_databases!(create_user_and_superuser, create_user_refusals);
+on_both_databases!(create_user_and_superuser, create_user_refusals, create_user_refuses_look_alikes);
 
 fn create_user_and_superuser(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -89,6 +89,24 @@ fn create_user_refusals(db: &TestDb) {
     // nothing was created by the refusals
     let (accounts, _) = db.accounts(&[]);
     assert!(accounts.find_user(&Identifier::infer("nobody", None).unwrap()).unwrap().is_none());
+}
+
+fn create_user_refuses_look_alikes(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.env_url();
+    let create = |args: &[&str]| {
+        let mut cmd = flex_user(&url, dir.path());
+        cmd.arg("create-user").args(args);
+        run(cmd, "")
+    };
+    assert!(create(&["--username", "admin", "--email", "admin@x.org"]).status.success());
+    // U+0131 LATIN SMALL LETTER DOTLESS I
+    let line = one_line_failure(&create(&["--username", "adm\u{131}n", "--email", "other@x.org"]));
+    assert_eq!(line, "username: that username is too similar to an existing username");
+    let line = one_line_failure(&create(&["--email", "x@[127.0.0.1]"]));
+    assert_eq!(line, "email: enter a valid email address");
+    let (accounts, _) = db.accounts(&[]);
+    assert!(accounts.find_user(&Identifier::infer("other@x.org", None).unwrap()).unwrap().is_none());
 }
 
 #[test]
@@ -191,4 +209,27 @@ fn serve_on_port_zero_prints_the_port_it_got() {
     assert_ne!(addr.port(), 0, "{line}");
     let response = get(addr, "/healthz").expect("the printed URL answers");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// PostgreSQL only: a one-shot command exits cleanly every time. It used to die with SIGSEGV
+/// after printing its success line, in about 1 run of 8: OpenSSL's exit-time cleanup ran while a
+/// pool worker was still opening a (TLS) connection to refill the pool.
+#[test]
+fn create_user_on_postgres_exits_cleanly_every_time() {
+    let Some(db) = TestDb::new(common::Backend::Postgres) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.env_url();
+    for i in 0..50 {
+        let mut cmd = flex_user(&url, dir.path());
+        cmd.args(["create-user", "--email", &format!("run{i}@example.org")]);
+        let out = run(cmd, "");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run {i} ended with {}; stdout {stdout:?}, stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("created user "), "run {i}: {stdout:?}");
+    }
 }

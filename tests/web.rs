@@ -478,3 +478,85 @@ fn two_instances_share_nothing_but_the_database_and_the_secret(db: &TestDb) {
     std::thread::sleep(Duration::from_millis(2500)); // both workers have polled again since
     assert_eq!(sent(), 1);
 }
+
+/// The identifier rules at the two forms that take them: deliverable email addresses only, and
+/// no username that looks like a taken one.
+mod identifier_rules {
+    use super::*;
+    use diesel::prelude::*;
+    use flex_user::db::schema::users;
+
+    on_both_databases!(
+        undeliverable_emails_are_refused_at_sign_up_and_account,
+        a_quoted_local_part_is_delivered_to,
+        confusable_usernames_are_refused_at_sign_up_and_account,
+    );
+
+    /// Each passed the old validator, and the mailer could never send to any of them.
+    const UNDELIVERABLE: [&str; 3] = [".x@example.com", "a..b@example.com", "x@[127.0.0.1]"];
+    const INVALID_EMAIL: &str = "Enter a valid email address.";
+    const TOO_SIMILAR: &str = "That username is too similar to an existing username.";
+
+    fn user_count(app: &TestApp) -> i64 {
+        let mut conn = app.pool.get().unwrap();
+        users::table.count().get_result(&mut *conn).unwrap()
+    }
+
+    /// The form was re-shown with `message` and the typed value kept.
+    fn reshown(page: &common::app::Page, message: &str, typed: &str) {
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{typed}: {}", page.body);
+        assert!(page.body.contains(message), "{typed}: {}", page.body);
+        assert!(page.body.contains(&format!("value=\"{typed}\"")), "{typed} kept: {}", page.body);
+    }
+
+    fn undeliverable_emails_are_refused_at_sign_up_and_account(db: &TestDb) {
+        let app = spawn_app(db, &[]);
+        let browser = alice(&app);
+        let before = user_count(&app);
+        for bad in UNDELIVERABLE {
+            let page = Browser::new(&app).sign_up(&[("username", "dotty"), ("email", bad), ("password", PASSWORD)]);
+            reshown(&page, INVALID_EMAIL, bad);
+            let page = browser.post("/account", &[("email", bad), ("current_password", PASSWORD)]);
+            reshown(&page, INVALID_EMAIL, bad);
+        }
+        assert_eq!(user_count(&app), before, "nothing created");
+        let alice = app.accounts.find_user(&flex_user::domain::Identifier::infer("alice", None).unwrap()).unwrap();
+        assert_eq!(alice.unwrap().email.unwrap().as_str(), "alice@example.org", "nothing changed");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(app.smtp.mails().iter().all(|m| m.to == ["alice@example.org"]), "no code sent anywhere else");
+    }
+
+    fn a_quoted_local_part_is_delivered_to(db: &TestDb) {
+        let app = spawn_app(db, &[]);
+        let browser = Browser::new(&app);
+        // (quoted for its double dot; the test's SMTP listener takes no space in an address)
+        browser.sign_up(&[("email", "\"john..doe\"@Example.org"), ("password", PASSWORD)]).assert_redirect("/account");
+        let mail = app.email_to("\"john..doe\"@example.org", 0);
+        let code = code_in(&mail, 6).expect("a code");
+        browser.post("/verify/email", &[("code", &code)]).assert_redirect("/account");
+        let stored = flex_user::domain::Identifier::infer("\"john..doe\"@example.org", None).unwrap();
+        let user = app.accounts.find_user(&stored).unwrap().expect("the account");
+        assert!(app.accounts.email_token(user.id).unwrap().unwrap().state.verified);
+        let page = Browser::new(&app).sign_up(&[("email", "\"John..Doe\"@example.org"), ("password", PASSWORD)]);
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(page.body.contains("A user with that email address already exists."));
+    }
+
+    fn confusable_usernames_are_refused_at_sign_up_and_account(db: &TestDb) {
+        let app = spawn_app(db, &[]);
+        Browser::new(&app).sign_up(&[("username", "admin"), ("password", PASSWORD)]).assert_redirect("/account");
+        let before = user_count(&app);
+        // U+0131 LATIN SMALL LETTER DOTLESS I
+        let look_alike = "adm\u{131}n";
+        let page = Browser::new(&app).sign_up(&[("username", look_alike), ("password", PASSWORD)]);
+        reshown(&page, TOO_SIMILAR, look_alike);
+        assert_eq!(user_count(&app), before, "nothing created");
+
+        let browser = alice(&app);
+        let page = browser.post("/account", &[("username", look_alike)]);
+        reshown(&page, TOO_SIMILAR, look_alike);
+        assert!(browser.get("/").body.contains("alice"), "nothing changed");
+        // not similar: fine
+        browser.post("/account", &[("username", "administrator")]).assert_redirect("/account");
+    }
+}

@@ -115,6 +115,10 @@ fn taken_message(field: Field) -> &'static str {
     }
 }
 
+/// For a username whose confusable skeleton is taken: "already exists" would puzzle someone
+/// whose `admın` nobody has, so say why.
+pub const USERNAME_TOO_SIMILAR: &str = "That username is too similar to an existing username.";
+
 /// What `create_user` needs. Build it from typed values, or from raw text with
 /// [`NewUser::from_raw`].
 #[derive(Debug, Clone, Default)]
@@ -317,16 +321,34 @@ pub(crate) fn taken(
     for (field, identifier) in candidates.into_iter().flatten() {
         if find(conn, &identifier)?.is_some_and(|owner| Some(owner.id) != except) {
             errors.add(Some(field), taken_message(field));
+        } else if let Identifier::Username(u) = &identifier
+            && skeleton_owner(conn, u)?.is_some_and(|owner| Some(owner) != except)
+        {
+            errors.add(Some(field), USERNAME_TOO_SIMILAR);
         }
     }
     Ok(errors)
 }
 
+/// Who has a username with this one's confusable skeleton.
+fn skeleton_owner(conn: &mut AnyConnection, username: &Username) -> QueryResult<Option<i64>> {
+    users::table.filter(users::username_skeleton.eq(username.skeleton())).select(users::id).first(conn).optional()
+}
+
 /// Maps a unique violation (a race lost to a concurrent insert) to its field's message.
 pub(crate) fn taken_by_race(e: &diesel::result::Error) -> Option<FieldErrors> {
-    let constraint = db::unique_violation(e)?;
-    let field = [Field::Username, Field::Email, Field::Phone].into_iter().find(|f| constraint.contains(f.as_str()))?;
+    race_message(&db::unique_violation(e)?)
+}
+
+/// `constraint`: PostgreSQL's index name (`users_username_skeleton_unique`) or SQLite's message
+/// (`UNIQUE constraint failed: users.username_skeleton`); both name the column.
+fn race_message(constraint: &str) -> Option<FieldErrors> {
     let mut errors = FieldErrors::default();
+    if constraint.contains("username_skeleton") {
+        errors.add(Some(Field::Username), USERNAME_TOO_SIMILAR);
+        return Some(errors);
+    }
+    let field = [Field::Username, Field::Email, Field::Phone].into_iter().find(|f| constraint.contains(f.as_str()))?;
     errors.add(Some(field), taken_message(field));
     Some(errors)
 }
@@ -351,6 +373,7 @@ fn lost_race(e: diesel::result::Error) -> AccountError {
 struct Insert<'a> {
     username: Option<&'a str>,
     username_key: Option<String>,
+    username_skeleton: Option<String>,
     email: Option<&'a str>,
     email_key: Option<String>,
     phone: Option<&'a str>,
@@ -399,6 +422,7 @@ pub(crate) fn insert_in(
     let row = Insert {
         username: new.username.as_ref().map(Username::as_str),
         username_key: new.username.as_ref().map(Username::key),
+        username_skeleton: new.username.as_ref().map(Username::skeleton),
         email: new.email.as_ref().map(Email::as_str),
         email_key: new.email.as_ref().map(Email::key),
         phone: new.phone.as_ref().map(Phone::as_str),
@@ -514,6 +538,15 @@ pub(crate) fn update_identifiers_in(
         ))
         .execute(conn)
         .map_err(lost_race)?;
+    // Only a username that really changed gets a new skeleton: an old row left without one (its
+    // skeleton clashed at the backfill, see `db::backfill_username_skeletons`) must stay able to
+    // change its email.
+    if username != before.username {
+        diesel::update(users::table.find(user_id))
+            .set(users::username_skeleton.eq(username.as_ref().map(Username::skeleton)))
+            .execute(conn)
+            .map_err(lost_race)?;
+    }
     tokens::sync_address(conn, user_id, Channel::Email, email.as_ref().map(Email::as_str))?;
     tokens::sync_address(conn, user_id, Channel::Phone, phone.as_ref().map(Phone::as_str))?;
     let after = get(conn, user_id)?.ok_or(AccountError::NoUser)?;
@@ -572,6 +605,26 @@ mod tests {
         assert_eq!(errors.get(Field::Email), Some("Enter a valid email address."));
         assert!(errors.get(Field::Phone).is_some());
         assert_eq!(errors.0.len(), 3);
+    }
+
+    #[test]
+    fn a_lost_race_names_the_field_on_both_databases() {
+        let message = |constraint: &str| {
+            let errors = race_message(constraint).unwrap_or_else(|| panic!("{constraint} not mapped"));
+            assert_eq!(errors.0.len(), 1, "{constraint}");
+            errors.0[0].clone()
+        };
+        let similar = (Some(Field::Username), USERNAME_TOO_SIMILAR.to_owned());
+        assert_eq!(message("users_username_skeleton_unique"), similar);
+        assert_eq!(message("UNIQUE constraint failed: users.username_skeleton"), similar);
+        let taken = |field| (Some(field), taken_message(field).to_owned());
+        assert_eq!(message("users_username_unique"), taken(Field::Username));
+        assert_eq!(message("users_email_unique"), taken(Field::Email));
+        assert_eq!(message("users_phone_unique"), taken(Field::Phone));
+        assert_eq!(message("UNIQUE constraint failed: users.username_key"), taken(Field::Username));
+        assert_eq!(message("UNIQUE constraint failed: users.email_key"), taken(Field::Email));
+        assert_eq!(message("UNIQUE constraint failed: users.phone"), taken(Field::Phone));
+        assert!(race_message("sessions_pkey").is_none());
     }
 
     #[test]

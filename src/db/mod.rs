@@ -63,9 +63,12 @@ impl DatabaseUrl {
     /// Opens one connection, with the backend's real error as one line.
     pub fn connect(&self) -> Result<AnyConnection, DbError> {
         match self {
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
-                .map(AnyConnection::Postgresql)
-                .map_err(|e| DbError::Connect(one_line(&e.to_string()))),
+            DatabaseUrl::Postgres(url) => {
+                init_openssl();
+                PgConnection::establish(url)
+                    .map(AnyConnection::Postgresql)
+                    .map_err(|e| DbError::Connect(one_line(&e.to_string())))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn =
                     SqliteConnection::establish(path).map_err(|e| DbError::Connect(one_line(&e.to_string())))?;
@@ -148,18 +151,84 @@ impl r2d2::ManageConnection for Manager {
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
 
+/// Initialises OpenSSL (libpq's TLS) without its exit-time cleanup (`openssl_sys::init` passes
+/// `OPENSSL_INIT_NO_ATEXIT`). That cleanup frees OpenSSL's tables while other threads may still
+/// be using them, e.g. a pool worker in a TLS handshake when the process exits: a SIGSEGV. The
+/// first initialisation decides, so call this before anything opens a connection; it runs once.
+pub fn init_openssl() {
+    openssl_sys::init();
+}
+
 /// Connects (reporting the real error when the database is unreachable), applies pending
-/// migrations, and returns a pool.
+/// migrations, fills in what they leave to the application, and returns a pool that keeps an
+/// idle connection ready: for the server.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbError> {
+    open(url, max_size, 1)
+}
+
+/// As [`connect`], for a one-shot command (`create-user`): the pool opens a connection only when
+/// one is asked for, and the caller waits for it. A pool that refills itself in the background
+/// can still be opening a connection on its worker thread when the command exits.
+pub fn connect_for_command(url: &DatabaseUrl, max_size: u32) -> Result<Pool, DbError> {
+    open(url, max_size, 0)
+}
+
+fn open(url: &DatabaseUrl, max_size: u32, min_idle: u32) -> Result<Pool, DbError> {
     let mut conn = url.connect()?;
     migrate(&mut conn)?;
+    backfill_username_skeletons(&mut conn)?;
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
-        .min_idle(Some(1))
+        .min_idle(Some(min_idle))
         .connection_timeout(Duration::from_secs(10))
         .test_on_check_out(false)
         .build_unchecked(Manager(url.clone()));
     Ok(pool)
+}
+
+/// Fills `users.username_skeleton` where it is empty: rows made before the column existed.
+/// Oldest first, so of two look-alike names from before the rule the older account keeps the
+/// skeleton; the other stays empty, with a warning, for an operator to settle (its owner can
+/// still sign in, and a new look-alike is refused because the older one holds the skeleton).
+/// Returns how many rows it filled.
+pub fn backfill_username_skeletons(conn: &mut AnyConnection) -> Result<usize, DbError> {
+    use crate::domain::Username;
+    use schema::users;
+
+    let missing: Vec<(i64, String)> = users::table
+        .filter(users::username_skeleton.is_null())
+        .filter(users::username.is_not_null())
+        .select((users::id, users::username.assume_not_null()))
+        .order(users::id)
+        .load(conn)?;
+    let mut filled = 0;
+    for (id, username) in missing {
+        let skeleton = Username::from_stored(username).skeleton();
+        // One statement each, outside a transaction: on PostgreSQL a clash would abort one.
+        // `IS NULL` again: another instance starting at the same time may have filled it.
+        let update = diesel::update(users::table.find(id).filter(users::username_skeleton.is_null()))
+            .set(users::username_skeleton.eq(&skeleton))
+            .execute(conn);
+        match update {
+            Ok(n) => filled += n,
+            Err(e) if unique_violation(&e).is_some() => {
+                let holder: Option<i64> = users::table
+                    .filter(users::username_skeleton.eq(&skeleton))
+                    .select(users::id)
+                    .first(conn)
+                    .optional()?;
+                // ids only: a username is personal data, and the ids are enough to find both
+                tracing::warn!(
+                    user_id = id,
+                    look_alike_user_id = holder,
+                    "username looks like another user's (same confusable skeleton); left without a skeleton until \
+                     one of them is renamed"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(filled)
 }
 
 /// Applies pending migrations; returns how many ran. On PostgreSQL an advisory lock keeps
@@ -236,6 +305,24 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://u@h/db").is_err());
         assert!(DatabaseUrl::parse("file:x.db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn a_command_pool_opens_connections_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("x.db").to_string_lossy().into_owned());
+        let settle = || std::thread::sleep(Duration::from_millis(300));
+        let pool = connect_for_command(&url, 2).unwrap();
+        settle();
+        assert_eq!(pool.state().connections, 0, "nothing opened in the background");
+        drop(pool.get().unwrap());
+        settle();
+        assert_eq!(pool.state().connections, 1, "the one asked for, and no refill");
+        // the server's pool, by contrast, keeps one ready
+        let server = connect(&url, 2).unwrap();
+        let _busy = server.get().unwrap();
+        settle();
+        assert_eq!(server.state().connections, 2);
     }
 
     #[test]

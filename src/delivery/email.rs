@@ -29,8 +29,12 @@ pub fn build_message(
     text: &str,
     html: Option<&str>,
 ) -> anyhow::Result<Message> {
-    let to: Mailbox = to.parse().context("the recipient is not a valid email address")?;
-    let builder = Message::builder().from(from.clone()).to(to).subject(subject);
+    // Read as an `Address` (what `Email::parse` guarantees), and the envelope given rather than
+    // read back from the headers: lettre's mailbox parser, used for both, drops the quotes of a
+    // quoted local part (`"john doe"@example.org`) and then refuses what is left.
+    let to: lettre::Address = to.parse().context("the recipient is not a valid email address")?;
+    let envelope = Envelope::new(Some(from.email.clone()), vec![to.clone()]).context("cannot address the email")?;
+    let builder = Message::builder().envelope(envelope).from(from.clone()).to(Mailbox::from(to)).subject(subject);
     let message = match html {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(text.to_owned(), html.to_owned())),
         None => builder.header(ContentType::TEXT_PLAIN).body(text.to_owned()),
@@ -244,5 +248,9 @@ mod tests {
         let plain = build_message(&from, "b@example.org", "Hi", "text", None).unwrap();
         assert!(!String::from_utf8(plain.formatted()).unwrap().contains("multipart"));
         assert!(build_message(&from, "not an address", "Hi", "text", None).is_err());
+        // a quoted local part keeps its quotes, in the envelope and in the header
+        let quoted = build_message(&from, "\"john doe\"@example.org", "Hi", "text", None).unwrap();
+        assert_eq!(quoted.envelope().to()[0].to_string(), "\"john doe\"@example.org");
+        assert!(String::from_utf8(quoted.formatted()).unwrap().contains("To: \"john doe\"@example.org\r\n"));
     }
 }

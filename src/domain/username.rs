@@ -70,6 +70,17 @@ impl Username {
         // is `ǰ`), so normalise again or the key would depend on how the fold came out.
         caseless::default_case_fold_str(&self.0).nfkc().collect()
     }
+
+    /// The UTS #39 confusable skeleton of [`Username::key`]: names that share one look alike
+    /// (`admın` with a dotless ı and `admin`, `rnodern` and `modern`), so only one of them may
+    /// exist. Taken over the key, so that names equal but for case (`Admin`, `admin`) agree.
+    ///
+    /// Case-folded once more: some prototypes are capitals (`0` → `O`), and without the fold
+    /// `g00gle` would not meet `google`.
+    pub fn skeleton(&self) -> String {
+        let skeleton: String = unicode_security::skeleton(&self.key()).collect();
+        caseless::default_case_fold_str(&skeleton).nfd().collect()
+    }
 }
 
 impl fmt::Display for Username {
@@ -311,6 +322,36 @@ mod tests {
     fn key_tells_different_names_apart() {
         assert_ne!(key("admin"), key("admin1"));
         assert_ne!(key("resume"), key("r\u{e9}sum\u{e9}"));
+    }
+
+    fn skeleton(raw: &str) -> String {
+        accepts(raw).skeleton()
+    }
+
+    #[test]
+    fn skeleton_is_shared_by_names_that_look_alike() {
+        // U+0131 LATIN SMALL LETTER DOTLESS I: Latin only, so the restriction level lets it pass
+        assert_eq!(skeleton("adm\u{131}n"), skeleton("admin"));
+        assert_eq!(skeleton("ADM\u{131}N"), skeleton("admin"));
+        assert_eq!(skeleton("rnodern"), skeleton("modern"));
+        assert_eq!(skeleton("paypa1"), skeleton("paypal"));
+        assert_eq!(skeleton("g00gle"), skeleton("google"));
+        // beyond Latin: Katakana's long vowel mark U+30FC and the Han numeral one U+4E00
+        assert_eq!(skeleton("\u{30ab}\u{30fc}\u{30c9}"), skeleton("\u{30ab}\u{4e00}\u{30c9}"));
+    }
+
+    #[test]
+    fn skeleton_follows_the_key() {
+        assert_eq!(skeleton("Admin"), skeleton("admin"));
+        assert_eq!(skeleton("Straße"), skeleton("STRASSE"));
+        assert_eq!(skeleton(COMPOSED), skeleton(COMBINING));
+    }
+
+    #[test]
+    fn skeleton_tells_different_names_apart() {
+        assert_ne!(skeleton("admin"), skeleton("admin2"));
+        assert_ne!(skeleton("alice"), skeleton("alex"));
+        assert_ne!(skeleton("resume"), skeleton("r\u{e9}sum\u{e9}"));
     }
 
     #[test]
