@@ -64,7 +64,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // the server process
 

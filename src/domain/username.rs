@@ -71,14 +71,17 @@ impl Username {
         caseless::default_case_fold_str(&self.0).nfkc().collect()
     }
 
-    /// The UTS #39 confusable skeleton of [`Username::key`]: names that share one look alike
-    /// (`admın` with a dotless ı and `admin`, `rnodern` and `modern`), so only one of them may
-    /// exist. Taken over the key, so that names equal but for case (`Admin`, `admin`) agree.
+    /// The UTS #39 confusable skeleton of the name: names that share one look alike (`admın`
+    /// with a dotless ı and `admin`, `rnodern` and `modern`, `aIice` with a capital I and
+    /// `alice`), so only one of them may exist.
     ///
-    /// Case-folded once more: some prototypes are capitals (`0` → `O`), and without the fold
-    /// `g00gle` would not meet `google`.
+    /// Taken first over the name as it is shown (that is where a capital I looks like an l),
+    /// then case-folded and taken again, so that names equal but for case mostly agree too
+    /// (the key's own uniqueness catches the rest); folded at the end because some prototypes
+    /// are capitals (`0` → `O`), and without it `g00gle` would not meet `google`.
     pub fn skeleton(&self) -> String {
-        let skeleton: String = unicode_security::skeleton(&self.key()).collect();
+        let shown: String = unicode_security::skeleton(&self.0).collect();
+        let skeleton: String = unicode_security::skeleton(&caseless::default_case_fold_str(&shown)).collect();
         caseless::default_case_fold_str(&skeleton).nfd().collect()
     }
 }
@@ -341,10 +344,13 @@ mod tests {
     }
 
     #[test]
-    fn skeleton_follows_the_key() {
+    fn skeleton_sees_the_name_as_shown_and_folded() {
+        // a capital I looks like an l only as shown
+        assert_eq!(skeleton("aIice"), skeleton("alice"));
         assert_eq!(skeleton("Admin"), skeleton("admin"));
-        assert_eq!(skeleton("Straße"), skeleton("STRASSE"));
         assert_eq!(skeleton(COMPOSED), skeleton(COMBINING));
+        // names equal but for case that the skeleton keeps apart are one key anyway
+        assert_eq!(key("Straße"), key("STRASSE"));
     }
 
     #[test]
