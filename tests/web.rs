@@ -28,6 +28,7 @@ on_both_databases!(
     a_failure_inside_shows_a_500_page_without_internals,
     cookies_are_secure_behind_https,
     sessions_end_when_idle_and_at_their_absolute_age,
+    a_short_idle_timeout_slides_with_every_use,
     stale_throttle_rows_and_sessions_are_cleaned_up,
     two_instances_share_nothing_but_the_database_and_the_secret,
 );
@@ -429,6 +430,21 @@ fn sessions_end_when_idle_and_at_their_absolute_age(db: &TestDb) {
     }
     minutes(4);
     assert_eq!(busy.get("/account").status, StatusCode::SEE_OTHER, "16 minutes after sign-in");
+}
+
+fn a_short_idle_timeout_slides_with_every_use(db: &TestDb) {
+    // idle 60 s: the deadline may run at most min(60 s, idle / 10) = 6 s past last use + idle
+    let app = spawn_app(db, &[("FLEX_USER_SESSION_IDLE", "60")]);
+    let seconds = |s| app.clock.advance(chrono::Duration::seconds(s));
+    let browser = alice(&app);
+    for n in 1..=8 {
+        seconds(50);
+        assert_eq!(browser.get("/account").status, StatusCode::OK, "used every 50 s: still signed in at {}", n * 50);
+    }
+    seconds(60);
+    assert_eq!(browser.get("/account").status, StatusCode::OK, "60 s idle is within the idle time");
+    seconds(61 + 6);
+    assert_eq!(browser.get("/account").location(), Some("/sign-in?next=/account"), "idle 67 s: signed out");
 }
 
 fn stale_throttle_rows_and_sessions_are_cleaned_up(db: &TestDb) {
