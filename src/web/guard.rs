@@ -1,21 +1,29 @@
 //! Middleware that guards every request, outermost first: security headers and error pages,
-//! the body-size limit, and the per-IP limit on POSTs. (CSRF is in `csrf.rs`.)
+//! the body's size and arrival time, and the per-IP limit on POSTs. (CSRF is in `csrf.rs`.)
 
+use std::future::poll_fn;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError as _, web};
+use actix_web::{HttpResponse, ResponseError as _, web};
+use futures_core::Stream as _;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::time::{Instant, timeout_at};
 
 use super::AppState;
 use super::error::{AppError, error_page};
+use super::views::ErrorView;
 use super::visitor::signed_in_chrome;
 
 /// Largest accepted request body.
@@ -83,18 +91,97 @@ fn secure(h: &mut actix_web::http::header::HeaderMap, https: bool, is_static: bo
     }
 }
 
-/// 413 for a declared body over the limit, before anything reads it. (A body without a
-/// declared length is cut off at the same limit by the payload configuration.)
+/// How long a request body may take to arrive, counted from its headers.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The body, before anything else runs: 413 when it is over [`BODY_LIMIT`] (declared or not),
+/// 408 when it has not fully arrived [`BODY_TIMEOUT`] after the headers. Reading it here, at
+/// most the limit and one chunk more, means a stalled or endless upload holds a connection for
+/// 10 seconds at most, and the layers below find the body already in memory.
 pub async fn body_limit(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let deadline = Instant::now() + BODY_TIMEOUT;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut payload = req.parts_mut().1.take();
     if declared.is_some_and(|len| len > BODY_LIMIT as u64) {
-        return Ok(req.into_response(AppError::TooLarge.error_response()).map_into_right_body());
+        return Ok(refuse(req, payload, AppError::TooLarge.error_response()));
+    }
+    let has_body = declared.is_some_and(|len| len > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        req.set_payload(payload);
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    match timeout_at(deadline, read_body(&mut payload)).await {
+        Ok(Ok(body)) => req.set_payload(Payload::from(body)),
+        Ok(Err(Unread::TooLarge)) => return Ok(refuse(req, payload, AppError::TooLarge.error_response())),
+        Ok(Err(Unread::Broken(e))) => {
+            // a malformed chunk, a client gone midway
+            tracing::info!(error = %e, path = req.path(), "refused: unreadable request body");
+            let page = error_page(actix_web::Error::from(e).as_response_error().status_code(), None, None);
+            return Ok(refuse(req, payload, page));
+        }
+        Err(_elapsed) => {
+            tracing::info!(path = req.path(), "refused: request body did not arrive in time");
+            let page = ErrorView::new(
+                None,
+                408,
+                "Request timed out",
+                "What was sent did not arrive in time, so nothing was changed. Please try again.",
+            );
+            return Ok(refuse(req, payload, page.response()));
+        }
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+enum Unread {
+    TooLarge,
+    Broken(PayloadError),
+}
+
+/// The whole body, or `TooLarge` as soon as it passes [`BODY_LIMIT`].
+async fn read_body(payload: &mut Payload) -> Result<web::Bytes, Unread> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = poll_fn(|cx| Pin::new(&mut *payload).poll_next(cx)).await {
+        let chunk = chunk.map_err(Unread::Broken)?;
+        if body.len() + chunk.len() > BODY_LIMIT {
+            return Err(Unread::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Answers `response` and closes the connection after it, since the rest of the body would
+/// otherwise still be on the wire. `Connection: close` alone is not enough: once the reader of
+/// a chunked body is dropped, actix drains the rest before closing, however slowly it comes
+/// (or never). It closes at once when the reader is still alive as the response ends, so the
+/// response's body holds it till then.
+fn refuse<B>(req: ServiceRequest, unread: Payload, mut response: HttpResponse) -> ServiceResponse<EitherBody<B>> {
+    response.head_mut().set_connection_type(ConnectionType::Close);
+    let response = response.map_body(|_, body| BoxBody::new(HoldingBody { body, _unread: unread }));
+    req.into_response(response).map_into_right_body()
+}
+
+/// A response body that keeps the request's unread payload alive as long as it is sent.
+struct HoldingBody {
+    body: BoxBody,
+    _unread: Payload,
+}
+
+impl MessageBody for HoldingBody {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
 }
 
 /// The per-IP limit on POSTs: a bucket of `FLEX_USER_IP_RATE_LIMIT` requests refilled evenly
