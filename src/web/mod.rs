@@ -67,7 +67,7 @@ impl AppState {
     pub fn new(flows: Flows, settings: Settings) -> AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AppState {
-            ip_limit: IpLimit::new(settings.ip_rate_limit, settings.trusted_proxies.clone()),
+            ip_limit: IpLimit::new(&settings, flows.accounts.pool().clone(), flows.accounts.clock()),
             cookies: Cookies::for_public_url(&settings.public_url),
             flows,
             settings: Arc::new(settings),
@@ -213,8 +213,7 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Every minute: expired sessions and stale throttle rows go; the per-IP limiter forgets idle
-/// addresses.
+/// Every minute: expired sessions, stale throttle rows and full per-IP buckets go.
 fn spawn_housekeeping(state: AppState) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
@@ -226,7 +225,9 @@ fn spawn_housekeeping(state: AppState) {
                 Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "housekeeping failed"),
                 Err(e) => tracing::warn!(error = %e, "housekeeping task failed"),
             }
-            state.ip_limit.forget_idle();
+            if let Err(e) = state.ip_limit.prune().await {
+                tracing::warn!(error = format!("{e:#}"), "pruning the per-IP limit failed");
+            }
         }
     });
 }
