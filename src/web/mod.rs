@@ -148,7 +148,8 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             // innermost first. The CSRF cookie is read first (refusal pages need it for their
             // forms), then the session, which the per-IP limit and CSRF both use to give a
             // signed-in visitor's refusal page its sign-out button. The answers still come in
-            // the contract's order: 413, 429, 403.
+            // the contract's order: 413 (or 408 for a body too slow), 429, 403; and `headers`,
+            // outermost, puts the security headers on each of them.
             .wrap(from_fn(csrf::middleware))
             .wrap(from_fn(guard::ip_limit))
             .wrap(sessions)
