@@ -28,6 +28,7 @@ on_both_databases!(
     a_failure_inside_shows_a_500_page_without_internals,
     cookies_are_secure_behind_https,
     sessions_end_when_idle_and_at_their_absolute_age,
+    a_short_idle_timeout_slides_with_every_use,
     stale_throttle_rows_and_sessions_are_cleaned_up,
     two_instances_share_nothing_but_the_database_and_the_secret,
 );
@@ -295,6 +296,8 @@ fn ip_limit_comes_before_csrf(db: &TestDb) {
 
     // a signed-in visitor's 429 page keeps the sign-out button
     let app = spawn_app(db, &[("FLEX_USER_IP_RATE_LIMIT", "2")]);
+    // the bucket lives in the database, shared with the instance above: let it fill up again
+    app.clock.advance(chrono::Duration::minutes(2));
     let browser = alice(&app);
     browser.post("/account", &[]);
     let page = browser.post("/account", &[]);
@@ -394,19 +397,39 @@ fn cookies_are_secure_behind_https(db: &TestDb) {
     let browser = Browser::new(&app);
     let page = browser.get("/sign-up");
     let token = page.csrf_token().unwrap();
-    let csrf = page.set_cookies().into_iter().find(|c| c.starts_with("flex_csrf=")).expect("a CSRF cookie");
+    let csrf = page.set_cookies().into_iter().find(|c| c.starts_with("__Host-flex_csrf=")).expect("a CSRF cookie");
     assert!(csrf.contains("Secure") && csrf.contains("HttpOnly") && csrf.contains("SameSite=Lax"), "{csrf}");
     // over this test's plain http the client would not send a Secure cookie back: send it by hand
-    let value = csrf.split(';').next().unwrap().trim_start_matches("flex_csrf=").to_owned();
+    let value = csrf.split(';').next().unwrap().trim_start_matches("__Host-flex_csrf=").to_owned();
     let url = app.base.parse().unwrap();
-    browser.jar.add_cookie_str(&format!("flex_csrf={value}; Path=/"), &url);
+    browser.jar.add_cookie_str(&format!("__Host-flex_csrf={value}; Path=/"), &url);
     let page =
         browser.post_raw("/sign-up", &[("csrf_token", &token), ("email", "s@example.org"), ("password", PASSWORD)]);
     page.assert_redirect("/account");
-    for cookie in page.set_cookies() {
-        assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    let cookies = page.set_cookies();
+    assert!(cookies.iter().any(|c| c.starts_with("__Host-flex_session=")), "{cookies:?}");
+    for cookie in &cookies {
+        // the `__Host-` prefix: browsers keep such a cookie only if Secure, Path=/ and no Domain,
+        // so a sibling subdomain cannot plant one
+        assert!(cookie.starts_with("__Host-"), "{cookie}");
+        assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"), "{cookie}");
+        assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
     }
     assert!(page.header("strict-transport-security").is_some());
+    // the prefixed cookie is the one read: the session it names is signed in
+    let session = cookies.iter().find(|c| c.starts_with("__Host-flex_session=")).unwrap();
+    let session = session.split(';').next().unwrap().to_owned();
+    browser.jar.add_cookie_str(&format!("{session}; Path=/"), &url);
+    let account = browser.get("/account");
+    assert_eq!(account.status, StatusCode::OK, "signed in through __Host-flex_session");
+    assert!(account.body.contains("s@example.org"));
+    // an unprefixed cookie (as a sibling subdomain could set) is not read as ours
+    let planted = Browser::new(&app);
+    planted.jar.add_cookie_str(&format!("flex_csrf={value}; Path=/"), &url);
+    planted.jar.add_cookie_str(&format!("{}; Path=/", session.replacen("__Host-", "", 1)), &url);
+    assert_eq!(planted.get("/account").location(), Some("/sign-in?next=/account"));
+    let page = planted.post_raw("/sign-out", &[("csrf_token", &token)]);
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "an unprefixed CSRF cookie does not count");
 }
 
 fn sessions_end_when_idle_and_at_their_absolute_age(db: &TestDb) {
@@ -429,6 +452,21 @@ fn sessions_end_when_idle_and_at_their_absolute_age(db: &TestDb) {
     }
     minutes(4);
     assert_eq!(busy.get("/account").status, StatusCode::SEE_OTHER, "16 minutes after sign-in");
+}
+
+fn a_short_idle_timeout_slides_with_every_use(db: &TestDb) {
+    // idle 60 s: the deadline may run at most min(60 s, idle / 10) = 6 s past last use + idle
+    let app = spawn_app(db, &[("FLEX_USER_SESSION_IDLE", "60")]);
+    let seconds = |s| app.clock.advance(chrono::Duration::seconds(s));
+    let browser = alice(&app);
+    for n in 1..=8 {
+        seconds(50);
+        assert_eq!(browser.get("/account").status, StatusCode::OK, "used every 50 s: still signed in at {}", n * 50);
+    }
+    seconds(60);
+    assert_eq!(browser.get("/account").status, StatusCode::OK, "60 s idle is within the idle time");
+    seconds(61 + 6);
+    assert_eq!(browser.get("/account").location(), Some("/sign-in?next=/account"), "idle 67 s: signed out");
 }
 
 fn stale_throttle_rows_and_sessions_are_cleaned_up(db: &TestDb) {

@@ -3,6 +3,7 @@
 //! The backend is chosen from the URL scheme here, not by `MultiConnection::establish` (which
 //! tries each backend in turn and hides the real connection error).
 
+pub mod ip_limits;
 pub mod schema;
 
 use std::time::Duration;

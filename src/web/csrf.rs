@@ -1,7 +1,7 @@
 //! CSRF: a signed double-submit cookie, bound to the session once signed in.
 //!
-//! Every visitor gets a random `flex_csrf` cookie (HttpOnly; no database row, so anonymous page
-//! views cost no storage). Forms carry `csrf_token` = HMAC(secret, cookie). A POST passes only
+//! Every visitor gets a random CSRF cookie (`flex_csrf`, named in [`super::Cookies`]; HttpOnly;
+//! no database row, so anonymous page views cost no storage). Forms carry `csrf_token` = HMAC(secret, cookie). A POST passes only
 //! if the cookie was already there and the token matches it; when signed in, the cookie must
 //! also be the one the session was bound to at sign-in, so a cookie planted by someone else
 //! cannot be used against a signed-in user. Anything else is 403 before the handler runs.
@@ -18,11 +18,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngExt as _;
 use subtle::ConstantTimeEq as _;
 
-use super::AppState;
 use super::error::error_page;
 use super::visitor::signed_in_chrome;
+use super::{AppState, Cookies};
 
-pub const COOKIE: &str = "flex_csrf";
 pub const FIELD: &str = "csrf_token";
 
 /// This request's CSRF cookie value (existing or just made).
@@ -40,8 +39,13 @@ fn well_formed(value: &str) -> bool {
     value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub fn cookie(value: &str, secure: bool) -> Cookie<'static> {
-    Cookie::build(COOKIE, value.to_owned()).path("/").http_only(true).secure(secure).same_site(SameSite::Lax).finish()
+pub fn cookie(value: &str, cookies: &Cookies) -> Cookie<'static> {
+    Cookie::build(cookies.csrf, value.to_owned())
+        .path("/")
+        .http_only(true)
+        .secure(cookies.secure)
+        .same_site(SameSite::Lax)
+        .finish()
 }
 
 pub fn token_for(state: &AppState, secret: &str) -> String {
@@ -53,7 +57,7 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().expect("AppState").clone();
-    let existing = req.cookie(COOKIE).map(|c| c.value().to_owned()).filter(|v| well_formed(v));
+    let existing = req.cookie(state.cookies.csrf).map(|c| c.value().to_owned()).filter(|v| well_formed(v));
     let fresh = existing.is_none();
     let secret = existing.unwrap_or_else(new_secret);
     req.extensions_mut().insert(CsrfSecret(secret.clone()));
@@ -84,11 +88,10 @@ pub async fn middleware(
         req.set_payload(actix_web::dev::Payload::from(body));
     }
 
-    let secure = state.settings.public_url.scheme() == "https";
     let mut response = next.call(req).await?;
-    let handler_set_one = response.response().cookies().any(|c| c.name() == COOKIE);
+    let handler_set_one = response.response().cookies().any(|c| c.name() == state.cookies.csrf);
     if fresh && !handler_set_one {
-        response.response_mut().add_cookie(&cookie(&secret, secure))?;
+        response.response_mut().add_cookie(&cookie(&secret, &state.cookies))?;
     }
     Ok(response.map_into_left_body())
 }

@@ -30,12 +30,34 @@ use guard::IpLimit;
 use session::{DbSessionStore, SessionLifetime};
 use visitor::Visitor;
 
+/// Our cookies' names and whether they are `Secure`, decided here once from the scheme of
+/// `FLEX_USER_PUBLIC_URL`. Over https the names carry the `__Host-` prefix: a browser then takes
+/// the cookie only when it is Secure, for `Path=/` and without a `Domain`, so a sibling
+/// subdomain cannot plant a session or CSRF cookie. Over plain http (development) they cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookies {
+    pub secure: bool,
+    pub session: &'static str,
+    pub csrf: &'static str,
+}
+
+impl Cookies {
+    pub fn for_public_url(public_url: &url::Url) -> Cookies {
+        if public_url.scheme() == "https" {
+            Cookies { secure: true, session: "__Host-flex_session", csrf: "__Host-flex_csrf" }
+        } else {
+            Cookies { secure: false, session: "flex_session", csrf: "flex_csrf" }
+        }
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub flows: Flows,
     pub settings: Arc<Settings>,
     pub ip_limit: IpLimit,
+    pub cookies: Cookies,
     /// About one argon2 hash per core at a time: a sign-in flood queues here instead of
     /// taking memory (19 MiB a hash) on hundreds of blocking threads.
     hashing: Arc<tokio::sync::Semaphore>,
@@ -45,7 +67,8 @@ impl AppState {
     pub fn new(flows: Flows, settings: Settings) -> AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AppState {
-            ip_limit: IpLimit::new(settings.ip_rate_limit, settings.trusted_proxies.clone()),
+            ip_limit: IpLimit::new(&settings, flows.accounts.pool().clone(), flows.accounts.clock()),
+            cookies: Cookies::for_public_url(&settings.public_url),
             flows,
             settings: Arc::new(settings),
             hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
@@ -56,10 +79,6 @@ impl AppState {
     pub async fn hashing<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
         let _permit = self.hashing.acquire().await.map_err(|e| AppError::Unexpected(e.into()))?;
         Ok(web::block(f).await?)
-    }
-
-    fn secure_cookies(&self) -> bool {
-        self.settings.public_url.scheme() == "https"
     }
 }
 
@@ -74,7 +93,7 @@ pub(crate) fn signed_in_response(
     visitor.session.sign_in(user_id, &secret)?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
-        .cookie(csrf::cookie(&secret, state.secure_cookies()))
+        .cookie(csrf::cookie(&secret, &state.cookies))
         .finish())
 }
 
@@ -82,7 +101,7 @@ pub(crate) fn signed_in_response(
 pub(crate) fn signed_out_response(state: &AppState, location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
-        .cookie(csrf::cookie(&csrf::new_secret(), state.secure_cookies()))
+        .cookie(csrf::cookie(&csrf::new_secret(), &state.cookies))
         .finish()
 }
 
@@ -103,14 +122,14 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
         },
     );
     let key = Key::derive_from(settings.secret_key.expose());
-    let secure = state.secure_cookies();
+    let cookies = state.cookies;
     let max_age = CookieDuration::seconds(settings.session_max_age.as_secs() as i64);
     let data = web::Data::new(state);
 
     let server = HttpServer::new(move || {
         let sessions = SessionMiddleware::builder(store.clone(), key.clone())
-            .cookie_name("flex_session".into())
-            .cookie_secure(secure)
+            .cookie_name(cookies.session.into())
+            .cookie_secure(cookies.secure)
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
             .cookie_content_security(CookieContentSecurity::Signed)
@@ -129,7 +148,8 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             // innermost first. The CSRF cookie is read first (refusal pages need it for their
             // forms), then the session, which the per-IP limit and CSRF both use to give a
             // signed-in visitor's refusal page its sign-out button. The answers still come in
-            // the contract's order: 413, 429, 403.
+            // the contract's order: 413 (or 408 for a body too slow), 429, 403; and `headers`,
+            // outermost, puts the security headers on each of them.
             .wrap(from_fn(csrf::middleware))
             .wrap(from_fn(guard::ip_limit))
             .wrap(sessions)
@@ -194,8 +214,7 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Every minute: expired sessions and stale throttle rows go; the per-IP limiter forgets idle
-/// addresses.
+/// Every minute: expired sessions, stale throttle rows and full per-IP buckets go.
 fn spawn_housekeeping(state: AppState) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
@@ -207,7 +226,9 @@ fn spawn_housekeeping(state: AppState) {
                 Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "housekeeping failed"),
                 Err(e) => tracing::warn!(error = %e, "housekeeping task failed"),
             }
-            state.ip_limit.forget_idle();
+            if let Err(e) = state.ip_limit.prune().await {
+                tracing::warn!(error = format!("{e:#}"), "pruning the per-IP limit failed");
+            }
         }
     });
 }

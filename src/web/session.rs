@@ -3,6 +3,11 @@
 //! The cookie holds a random 64-character key; the table holds only its SHA-256, the user id
 //! (so all of a user's sessions can be ended at once) and the state. Sessions end after an idle
 //! time and at an absolute age, whichever comes first.
+//!
+//! The idle deadline slides without a write on every request: the stored deadline runs a slack
+//! `s = min(1 minute, idle / 10)` beyond `now + idle`, and is rewritten only once it would move
+//! by `s` or more. So a session ends no earlier than `idle` after its last use (unless its
+//! absolute age comes first) and at most `s` later, and a busy user costs one write per `s`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +36,29 @@ pub struct SessionLifetime {
 impl Default for SessionLifetime {
     fn default() -> Self {
         Self { idle: Duration::days(1), absolute: Duration::weeks(2) }
+    }
+}
+
+impl SessionLifetime {
+    /// How far the stored deadline may run past `last use + idle`: a tenth of the idle time, at
+    /// most a minute.
+    fn slack(&self) -> Duration {
+        (self.idle / 10).min(Duration::minutes(1))
+    }
+
+    /// The deadline to store for a session created at `created` and used at `now`.
+    fn deadline(&self, created: DateTime<Utc>, now: DateTime<Utc>) -> NaiveDateTime {
+        db_time((now + self.idle + self.slack()).min(created + self.absolute))
+    }
+
+    /// The deadline to write after a use at `now`, or `None` when the stored one is still good
+    /// enough: it already lies at least `idle` ahead (it moves by `slack` or more otherwise), or
+    /// it has reached the absolute age. An expired session is never revived.
+    fn extended(&self, created: DateTime<Utc>, stored: NaiveDateTime, now: DateTime<Utc>) -> Option<NaiveDateTime> {
+        let next = self.deadline(created, now);
+        let cap = db_time(created + self.absolute);
+        let worth_it = next - stored >= self.slack() || (next == cap && next > stored);
+        (stored > db_time(now) && worth_it).then_some(next)
     }
 }
 
@@ -66,10 +94,6 @@ fn user_of(state: &HashMap<String, String>) -> Option<i64> {
     state.get(USER_ID).and_then(|v| v.parse().ok())
 }
 
-fn deadline(created_at: DateTime<Utc>, now: DateTime<Utc>, lifetime: SessionLifetime) -> NaiveDateTime {
-    db_time((now + lifetime.idle).min(created_at + lifetime.absolute))
-}
-
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let id = hash_key(key.as_ref());
@@ -99,7 +123,7 @@ impl SessionStore for DbSessionStore {
                     sessions::user_id.eq(user_id),
                     sessions::state.eq(json),
                     sessions::created_at.eq(db_time(now)),
-                    sessions::expires_at.eq(deadline(now, now, lifetime)),
+                    sessions::expires_at.eq(lifetime.deadline(now, now)),
                 ))
                 .execute(conn)?;
             Ok(())
@@ -128,7 +152,7 @@ impl SessionStore for DbSessionStore {
                     .set((
                         sessions::state.eq(json),
                         sessions::user_id.eq(user_id),
-                        sessions::expires_at.eq(deadline(created.and_utc(), now, lifetime)),
+                        sessions::expires_at.eq(lifetime.deadline(created.and_utc(), now)),
                     ))
                     .execute(conn)?;
             }
@@ -139,8 +163,7 @@ impl SessionStore for DbSessionStore {
         Ok(key)
     }
 
-    /// Moves the idle deadline; skips the write when it moved less than a minute ago, so a busy
-    /// user costs one write a minute, not one per request.
+    /// Slides the idle deadline, writing only when it moves by the slack or more (module doc).
     async fn update_ttl(&self, key: &SessionKey, _ttl: &CookieDuration) -> Result<(), anyhow::Error> {
         let id = hash_key(key.as_ref());
         self.blocking(move |conn, now, lifetime| {
@@ -149,11 +172,10 @@ impl SessionStore for DbSessionStore {
                 .select((sessions::created_at, sessions::expires_at))
                 .first::<(NaiveDateTime, NaiveDateTime)>(conn)
                 .optional()?;
-            if let Some((created, expires)) = row {
-                let next = deadline(created.and_utc(), now, lifetime);
-                if next - expires >= Duration::minutes(1) && expires > db_time(now) {
-                    diesel::update(sessions::table.find(&id)).set(sessions::expires_at.eq(next)).execute(conn)?;
-                }
+            if let Some((created, expires)) = row
+                && let Some(next) = lifetime.extended(created.and_utc(), expires, now)
+            {
+                diesel::update(sessions::table.find(&id)).set(sessions::expires_at.eq(next)).execute(conn)?;
             }
             Ok(())
         })
@@ -236,5 +258,48 @@ impl UserSession {
 
     pub fn clear_reset(&self) {
         self.0.remove(RESET);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn the_slack_is_a_tenth_of_the_idle_time_at_most_a_minute() {
+        let lifetime = |idle| SessionLifetime { idle: Duration::seconds(idle), absolute: Duration::weeks(2) };
+        assert_eq!(lifetime(60).slack(), Duration::seconds(6));
+        assert_eq!(lifetime(300).slack(), Duration::seconds(30));
+        assert_eq!(lifetime(86_400).slack(), Duration::minutes(1));
+    }
+
+    #[test]
+    fn the_deadline_stays_between_idle_and_idle_plus_slack_after_each_use() {
+        let lifetime = SessionLifetime { idle: Duration::seconds(60), absolute: Duration::hours(1) };
+        let mut stored = lifetime.deadline(at(0), at(0));
+        let mut writes = 0;
+        for t in 1..=600 {
+            if let Some(next) = lifetime.extended(at(0), stored, at(t)) {
+                stored = next;
+                writes += 1;
+            }
+            let left = stored - db_time(at(t));
+            assert!(left >= Duration::seconds(60) && left <= Duration::seconds(66), "at {t}: {left}");
+        }
+        assert_eq!(writes, 100, "one write per slack of 6 s, not one per request");
+    }
+
+    #[test]
+    fn the_absolute_age_caps_the_deadline_and_nothing_expired_is_revived() {
+        let lifetime = SessionLifetime { idle: Duration::seconds(60), absolute: Duration::seconds(100) };
+        let stored = lifetime.deadline(at(0), at(0));
+        let capped = lifetime.extended(at(0), stored, at(38)).expect("moves to the cap");
+        assert_eq!(capped, db_time(at(100)));
+        assert_eq!(lifetime.extended(at(0), capped, at(50)), None, "already at the cap");
+        assert_eq!(lifetime.extended(at(0), db_time(at(10)), at(10)), None, "expired stays expired");
     }
 }

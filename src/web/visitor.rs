@@ -76,7 +76,7 @@ pub async fn signed_in_chrome(req: &HttpRequest, state: &AppState) -> Option<Chr
         .extensions()
         .get::<CsrfSecret>()
         .map(|s| s.0.clone())
-        .or_else(|| req.cookie(csrf::COOKIE).map(|c| c.value().to_owned()))?;
+        .or_else(|| req.cookie(state.cookies.csrf).map(|c| c.value().to_owned()))?;
     Some(Chrome::signed_in(csrf::token_for(state, &secret), user.display_name()))
 }
 
