@@ -4,7 +4,6 @@
 //! well under a minute.
 
 mod common;
-mod proof;
 
 use std::time::Duration;
 

@@ -5,7 +5,6 @@
 //! limit under concurrency are tested beside their flows.)
 
 mod common;
-mod proof;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -13,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use common::app::{Browser, Page, TestApp, spawn_app};
+use common::at_once;
+use common::flows::mail_code;
 use diesel::prelude::*;
 use flex_user::db::schema::{outbox, users};
-use proof::{at_once, mail_code};
 use reqwest::StatusCode;
 
 const PASSWORD: &str = "correct horse battery";

@@ -5,9 +5,9 @@ mod common;
 
 use std::sync::Barrier;
 
-use common::TestDb;
 use common::app::{Browser, Page, TestApp};
 use common::flows::*;
+use common::{TestDb, at_once};
 use diesel::prelude::*;
 use flex_user::clock::Clock as _;
 use flex_user::db::schema::{outbox, throttles};
@@ -221,20 +221,13 @@ fn the_sms_hourly_limit_holds_under_concurrency(db: &TestDb) {
         app.accounts.create_user(new.password(PASSWORD)).unwrap();
     }
     let browsers: Vec<Browser<'_>> = phones.iter().map(|_| Browser::new(&app)).collect();
-    for browser in &browsers {
-        browser.token();
-    }
-    let barrier = Barrier::new(phones.len());
-    std::thread::scope(|scope| {
-        for (browser, phone) in browsers.iter().zip(&phones) {
-            let barrier = &barrier;
-            scope.spawn(move || {
-                barrier.wait();
-                let page = browser.post("/password-reset", &[("identifier", phone)]);
-                page.assert_redirect("/password-reset/verify");
-            });
-        }
+    let tokens: Vec<String> = browsers.iter().map(Browser::token).collect();
+    let pages = at_once(phones.len(), |i| {
+        browsers[i].post_raw("/password-reset", &[("csrf_token", &tokens[i]), ("identifier", &phones[i])])
     });
+    for page in pages {
+        page.assert_redirect("/password-reset/verify");
+    }
     assert_eq!(sms_rows(&app), 5, "exactly the hourly limit is queued, never more");
 }
 
@@ -316,19 +309,8 @@ fn a_proof_sets_the_password_once_under_concurrency(db: &TestDb) {
     let reset = proven_reset(&app, ALICE_EMAIL, ALICE_EMAIL, 1);
     let token = reset.token();
     let passwords: Vec<String> = (0..8).map(|n| format!("{NEW_PASSWORD} {n}")).collect();
-    let barrier = Barrier::new(passwords.len());
-    let pages: Vec<Page> = std::thread::scope(|scope| {
-        let handles: Vec<_> = passwords
-            .iter()
-            .map(|password| {
-                let (barrier, reset, token) = (&barrier, &reset, &token);
-                scope.spawn(move || {
-                    barrier.wait();
-                    reset.post_raw("/password-reset/new", &[("csrf_token", token), ("new_password", password)])
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let pages = at_once(passwords.len(), |i| {
+        reset.post_raw("/password-reset/new", &[("csrf_token", &token), ("new_password", &passwords[i])])
     });
     let done: Vec<usize> = (0..pages.len()).filter(|&i| pages[i].location() == Some("/sign-in")).collect();
     assert_eq!(

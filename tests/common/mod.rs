@@ -133,3 +133,22 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// Runs `f(0) … f(n-1)` on `n` threads that start together (a barrier releases them once all
+/// are ready), and returns the results in order. Put the preparation (CSRF tokens, sessions)
+/// before the call, so that only the requests themselves race.
+pub fn at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, f) = (&barrier, &f);
+                s.spawn(move || {
+                    barrier.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a racing thread panicked")).collect()
+    })
+}
