@@ -27,6 +27,7 @@ on_both_databases!(
     a_verify_code_does_not_prove_a_reset,
     a_reset_code_does_not_verify_the_address,
     a_proof_sets_the_password_once_under_concurrency,
+    concurrent_reset_codes_are_checked_one_per_window,
 );
 
 /// Requests a reset for `identifier` and proves it with the `nth` email code to `to`.
@@ -328,4 +329,35 @@ fn a_proof_sets_the_password_once_under_concurrency(db: &TestDb) {
     let works: Vec<&String> =
         passwords.iter().filter(|p| app.accounts.authenticate("alice", p).unwrap().is_some()).collect();
     assert_eq!(works, vec![&passwords[done[0]]], "the one that answered /sign-in is the password now");
+}
+
+// Races on the reset backoff: concurrent code checks for one typed identifier are checked one
+// per window, for a known account and an unknown one alike, and the right code sent among wrong
+// ones never succeeds inside the window that one of them opened.
+
+fn concurrent_reset_codes_are_checked_one_per_window(db: &TestDb) {
+    let app = spawn(db, &[]);
+    alice(&app);
+    past_cooldown(&app);
+    for identifier in ["alice", "nobody"] {
+        let sessions: Vec<Browser<'_>> = (0..8).map(|_| request_reset(&app, identifier)).collect();
+        let tokens: Vec<String> = sessions.iter().map(Browser::token).collect();
+        let pages = at_once(sessions.len(), |i| {
+            sessions[i].post_raw("/password-reset/verify", &[("csrf_token", &tokens[i]), ("code", "000000")])
+        });
+        let statuses: Vec<StatusCode> = pages.iter().map(|p| p.status).collect();
+        let checked = statuses.iter().filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY).count();
+        assert_eq!(checked, 1, "{identifier}: one check per window: {statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 7, "{identifier}");
+        app.clock.advance(secs(5));
+    }
+    // the right code inside the window of a wrong one is refused too
+    let code = mailed_code(&app, ALICE_EMAIL, 1);
+    let (wrong, right) = (request_reset(&app, "alice"), request_reset(&app, "alice"));
+    let page = wrong.post("/password-reset/verify", &[("code", "000000")]);
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = right.post("/password-reset/verify", &[("code", &code)]);
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    app.clock.advance(secs(3));
+    right.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
 }
