@@ -1,8 +1,8 @@
 //! Settings from the environment (CONTRACT.md, "Configuration"). Every variable is optional;
 //! a bad value is a one-line [`ConfigError`] naming the variable, never a panic.
 
+use chrono::Duration;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use lettre::message::Mailbox;
 use url::Url;
@@ -65,7 +65,7 @@ pub struct OtpPolicy {
 
 impl Default for OtpPolicy {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(900), length: 6, resend_cooldown: Duration::from_secs(60), daily_limit: 10 }
+        Self { ttl: Duration::seconds(900), length: 6, resend_cooldown: Duration::seconds(60), daily_limit: 10 }
     }
 }
 
@@ -97,7 +97,19 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
+/// Seconds read from a bounded setting, as the one duration type every layer takes (the bounds
+/// keep it far inside chrono's range, so no layer converts or falls back).
+fn seconds(n: u64) -> Duration {
+    Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
+}
+
 impl Settings {
+    /// True when the site is served over https (`FLEX_USER_PUBLIC_URL`): secure cookies with the
+    /// `__Host-` prefix, and HSTS.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Settings, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -182,9 +194,9 @@ impl Settings {
             };
         const DAY: u64 = 86_400;
         let otp = OtpPolicy {
-            ttl: Duration::from_secs(number("FLEX_USER_OTP_TTL", 900, 1..=DAY)?),
+            ttl: seconds(number("FLEX_USER_OTP_TTL", 900, 1..=DAY)?),
             length: number("FLEX_USER_OTP_LENGTH", 6, 4..=10)? as usize,
-            resend_cooldown: Duration::from_secs(number("FLEX_USER_OTP_RESEND_COOLDOWN", 60, 0..=DAY)?),
+            resend_cooldown: seconds(number("FLEX_USER_OTP_RESEND_COOLDOWN", 60, 0..=DAY)?),
             daily_limit: number("FLEX_USER_OTP_DAILY_LIMIT", 10, 1..=10_000)? as u32,
         };
         let ip_rate_limit = number("FLEX_USER_IP_RATE_LIMIT", 60, 0..=1_000_000)? as u32;
@@ -204,8 +216,8 @@ impl Settings {
             return Err(err("FLEX_USER_ARGON2_MEMORY_KIB", "must be at least 8 KiB per lane of parallelism"));
         }
 
-        let session_idle = Duration::from_secs(number("FLEX_USER_SESSION_IDLE", DAY, 60..=365 * DAY)?);
-        let session_max_age = Duration::from_secs(number("FLEX_USER_SESSION_MAX_AGE", 14 * DAY, 60..=365 * DAY)?);
+        let session_idle = seconds(number("FLEX_USER_SESSION_IDLE", DAY, 60..=365 * DAY)?);
+        let session_max_age = seconds(number("FLEX_USER_SESSION_MAX_AGE", 14 * DAY, 60..=365 * DAY)?);
         let trusted_proxies = get("FLEX_USER_TRUSTED_PROXIES")
             .map(|list| {
                 list.split(',')
@@ -316,7 +328,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.database_url, DatabaseUrl::Postgres("postgres://u@localhost/db".into()));
         assert!(!s.secret_key_is_random);
-        assert_eq!(s.otp.ttl, Duration::from_secs(300));
+        assert_eq!(s.otp.ttl, Duration::seconds(300));
         assert_eq!(s.otp.length, 8);
         assert_eq!(s.otp.daily_limit, 5);
         assert_eq!(s.ip_rate_limit, 0);

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::accounts::sessions;
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel, CheckError, OtpToken};
 use crate::accounts::users::{self, AccountError, Change, IdentifierChanges, NewUser, Updated, User};
@@ -18,7 +19,6 @@ use crate::delivery::{NewMessage, Purpose, Refusal, SendLimits, limits, messages
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Identifier};
 use crate::secret::SecretKey;
-use crate::web::session;
 
 /// A password reset in progress, as the asking session keeps it.
 ///
@@ -71,7 +71,6 @@ pub struct Flows {
     limits: SendLimits,
     site: Url,
     secret: SecretKey,
-    ttl: chrono::Duration,
     /// Wakes this instance's delivery worker after a commit that queued a message.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -90,7 +89,6 @@ impl Flows {
             limits: SendLimits::from_settings(settings),
             site: settings.public_url.clone(),
             secret: settings.secret_key.clone(),
-            ttl: chrono::Duration::from_std(settings.otp.ttl).unwrap_or(chrono::Duration::MAX),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -127,7 +125,7 @@ impl Flows {
             return Ok(Sent::Refused(refusal));
         }
         let code = tokens::generate(conn, token.id, purpose, self.accounts.keys(), now)?;
-        let ttl = self.ttl.to_std().unwrap_or_default();
+        let ttl = self.accounts.keys().ttl;
         let (subject, text, html) = match token.channel {
             Channel::Email => {
                 let mail = messages::code_email(purpose, &code, ttl, &self.site);
@@ -142,7 +140,7 @@ impl Flows {
             body_text: text,
             body_html: html,
             token_id: Some(token.id),
-            expires_at: now + self.ttl,
+            expires_at: now + ttl,
         };
         outbox::enqueue(conn, &message, now)?;
         tracing::info!(user_id = token.user_id, channel = %token.channel, ?purpose, "code queued");
@@ -282,7 +280,7 @@ impl Flows {
         let mut conn = self.accounts.conn()?;
         db::write_transaction(&mut conn, |conn| {
             users::set_password_hash(conn, user.id, &hash)?;
-            session::end_all_for_user(conn, user.id)?;
+            sessions::end_all_for_user(conn, user.id)?;
             Ok::<_, diesel::result::Error>(())
         })?;
         Ok(true)
@@ -335,12 +333,6 @@ impl Flows {
                 credential_version,
             }))
         })?;
-        match &target {
-            Some(target) => {
-                tracing::info!(user_id = target.user_id, channel = %target.channel, "password reset requested")
-            }
-            None => tracing::info!("password reset requested for no account"),
-        }
         Ok(PendingReset { throttle_key, target, proven_at: None })
     }
 
@@ -388,7 +380,7 @@ impl Flows {
 
     /// True when `pending` was proven within the code lifetime.
     fn reset_is_proven(&self, pending: &PendingReset) -> bool {
-        pending.is_proven(self.now(), self.ttl)
+        pending.is_proven(self.now(), self.accounts.keys().ttl)
     }
 
     /// True when `pending` was proven within the code lifetime and still holds.
@@ -434,12 +426,9 @@ impl Flows {
                 // the proven channel stays, so an identifier always remains
                 users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
             }
-            session::end_all_for_user(conn, target.user_id)?;
+            sessions::end_all_for_user(conn, target.user_id)?;
             Ok::<_, anyhow::Error>(true)
         })?;
-        if done {
-            tracing::info!(user_id = target.user_id, "password reset completed; all sessions ended");
-        }
         Ok(done)
     }
 
@@ -448,7 +437,7 @@ impl Flows {
     pub fn housekeeping(&self) -> anyhow::Result<()> {
         let now = self.now();
         let mut conn = self.accounts.conn()?;
-        let sessions = session::prune(&mut conn, now)?;
+        let sessions = sessions::prune(&mut conn, now)?;
         let throttles = throttles::prune(&mut conn, now)?;
         tracing::debug!(sessions, throttles, "housekeeping");
         Ok(())

@@ -48,10 +48,10 @@ fn start_time() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").unwrap().with_timezone(&Utc)
 }
 
-const TTL: Duration = Duration::from_secs(900);
+const TTL: chrono::Duration = chrono::Duration::seconds(900);
 
 fn expiry(clock: &ManualClock) -> DateTime<Utc> {
-    clock.now() + chrono::Duration::from_std(TTL).unwrap()
+    clock.now() + TTL
 }
 
 fn code_email(to: &str, token_id: Option<i64>, code: &OtpCode, clock: &ManualClock) -> NewMessage {
@@ -468,7 +468,7 @@ fn record(pool: &Pool, limits: &SendLimits, channel: Channel, address: &str, at:
 
 fn cooldown_and_daily_cap(db: &TestDb) {
     let pool = pool(db);
-    let limits = SendLimits { cooldown: Duration::from_secs(60), daily: 3, sms_hourly: 100 };
+    let limits = SendLimits { cooldown: chrono::Duration::seconds(60), daily: 3, sms_hourly: 100 };
     let t0 = start_time();
     let at = |s: i64| t0 + chrono::Duration::seconds(s);
     let addr = "gina@example.org";
@@ -515,7 +515,7 @@ fn limits_follow_the_address_not_the_account(db: &TestDb) {
     clock.set(start_time());
     let settings = db.settings(&[("FLEX_USER_OTP_RESEND_COOLDOWN", "60"), ("FLEX_USER_OTP_DAILY_LIMIT", "2")]);
     let limits = SendLimits::from_settings(&settings);
-    assert_eq!(limits, SendLimits { cooldown: Duration::from_secs(60), daily: 2, sms_hourly: 200 });
+    assert_eq!(limits, SendLimits { cooldown: chrono::Duration::seconds(60), daily: 2, sms_hourly: 200 });
     let email = Email::parse("Hank@Example.org").unwrap();
     let user = accounts
         .create_user(NewUser {
@@ -554,7 +554,7 @@ fn limits_follow_the_address_not_the_account(db: &TestDb) {
 
 fn sms_hourly_limit(db: &TestDb) {
     let pool = pool(db);
-    let limits = SendLimits { cooldown: Duration::from_secs(60), daily: 10, sms_hourly: 3 };
+    let limits = SendLimits { cooldown: chrono::Duration::seconds(60), daily: 10, sms_hourly: 3 };
     let t0 = start_time();
     let at = |s: i64| t0 + chrono::Duration::seconds(s);
     for i in 0..3 {
@@ -605,10 +605,10 @@ fn sites() -> Vec<Url> {
     .collect()
 }
 
-fn ttls() -> Vec<Duration> {
+fn ttls() -> Vec<chrono::Duration> {
     let listed =
         [1, 9, 59, 60, 61, 90, 599, 600, 900, 1000, 1440, 3599, 3600, 3601, 3661, 5400, 7200, 43_200, 86_399, 86_400];
-    listed.into_iter().chain((1..=86_400).step_by(97)).map(Duration::from_secs).collect()
+    listed.into_iter().chain((1..=86_400).step_by(97)).map(chrono::Duration::seconds).collect()
 }
 
 #[test]
@@ -652,18 +652,18 @@ fn a_host_with_digits_is_left_out_of_the_text() {
 fn code_messages_read_well() {
     let site = Url::parse("https://auth.example.org/").unwrap();
     let code = OtpCode::generate(6);
-    let email = messages::code_email(Purpose::Verify, &code, Duration::from_secs(900), &site);
+    let email = messages::code_email(Purpose::Verify, &code, chrono::Duration::seconds(900), &site);
     assert_eq!(email.subject, "Your verification code for auth.example.org");
     assert!(email.text.contains("15 minutes"), "{}", email.text);
     assert!(email.text.contains("https://auth.example.org/verify/email"), "{}", email.text);
-    let reset = messages::code_email(Purpose::PasswordReset, &code, Duration::from_secs(7200), &site);
+    let reset = messages::code_email(Purpose::PasswordReset, &code, chrono::Duration::seconds(7200), &site);
     assert!(reset.subject.contains("password reset"));
     assert!(reset.text.contains("2 hours") && reset.text.contains("https://auth.example.org/password-reset/verify"));
     // a link with a port is never printed (its digits could be taken for the code)
     let dev = Url::parse("http://127.0.0.1:8080/").unwrap();
-    let email = messages::code_email(Purpose::Verify, &code, Duration::from_secs(86_400), &dev);
+    let email = messages::code_email(Purpose::Verify, &code, chrono::Duration::seconds(86_400), &dev);
     assert!(!email.text.contains("8080") && email.text.contains("24 hours"), "{}", email.text);
-    let sms = messages::code_sms(Purpose::Verify, &code, Duration::from_secs(90), &dev);
+    let sms = messages::code_sms(Purpose::Verify, &code, chrono::Duration::seconds(90), &dev);
     assert!(sms.contains("1 minute and 30 seconds") && sms.ends_with(&format!("\n\n@127.0.0.1 #{}", code.as_str())));
     // HTML is escaped
     let odd = Url::parse("https://a.example.org/x%3Cy/").unwrap();

@@ -5,6 +5,7 @@
 //! thread (`web::block`, `spawn_blocking`).
 
 mod passwords;
+pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
@@ -36,11 +37,14 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(pool: Pool, settings: &Settings) -> anyhow::Result<Accounts> {
-        let ttl = chrono::Duration::from_std(settings.otp.ttl).context("FLEX_USER_OTP_TTL")?;
         Ok(Accounts {
             pool,
             passwords: Arc::new(Passwords::new(settings.hash_cost)?),
-            keys: Arc::new(tokens::CodeKeys { secret: settings.secret_key.clone(), length: settings.otp.length, ttl }),
+            keys: Arc::new(tokens::CodeKeys {
+                secret: settings.secret_key.clone(),
+                length: settings.otp.length,
+                ttl: settings.otp.ttl,
+            }),
             clock: Arc::new(SystemClock),
             default_region: settings.default_region,
         })

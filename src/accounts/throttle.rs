@@ -66,9 +66,8 @@ pub(crate) mod store {
     use diesel::prelude::*;
 
     use super::{Backoff, Throttled};
-    use crate::accounts::tokens::db_time;
-    use crate::db::AnyConnection;
     use crate::db::schema::throttles;
+    use crate::db::{AnyConnection, db_time};
 
     fn load(conn: &mut AnyConnection, key: &str) -> QueryResult<Option<(Backoff, i32)>> {
         throttles::table

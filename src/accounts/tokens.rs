@@ -19,8 +19,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::throttle::{Backoff, CODE_BACKOFF_CAP, Throttled};
-use crate::db::AnyConnection;
 use crate::db::schema::otp_tokens;
+use crate::db::{AnyConnection, db_time};
 use crate::secret::SecretKey;
 
 /// A code is void after this many failed checks against it.
@@ -299,12 +299,6 @@ impl TryFrom<Row> for OtpToken {
 /// A row the schema's CHECKs should have kept out: an error, never a guess.
 fn parse_row(row: Option<Row>) -> QueryResult<Option<OtpToken>> {
     row.map(OtpToken::try_from).transpose().map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
-}
-
-/// Database time: UTC, microseconds (what PostgreSQL keeps), so both backends agree.
-pub(crate) fn db_time(t: DateTime<Utc>) -> NaiveDateTime {
-    use chrono::DurationRound;
-    t.duration_trunc(Duration::microseconds(1)).unwrap_or(t).naive_utc()
 }
 
 pub(crate) fn find(conn: &mut AnyConnection, user_id: i64, channel: Channel) -> QueryResult<Option<OtpToken>> {

@@ -5,9 +5,9 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::tokens::{self, Channel, db_time};
+use super::tokens::{self, Channel};
 use crate::db::schema::users;
-use crate::db::{self, AnyConnection};
+use crate::db::{self, AnyConnection, db_time};
 use crate::domain::{Email, Identifier, Phone, Region, Username};
 use crate::secret::Sensitive;
 

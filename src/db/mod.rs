@@ -281,6 +281,12 @@ where
     }
 }
 
+/// Database time: UTC, microseconds (what PostgreSQL keeps), so both backends agree.
+pub fn db_time(t: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
+    use chrono::DurationRound;
+    t.duration_trunc(chrono::Duration::microseconds(1)).unwrap_or(t).naive_utc()
+}
+
 /// True when `e` is a unique-constraint violation; returns the violated constraint's text
 /// (PostgreSQL's constraint name or SQLite's "table.column" message) for mapping to a field.
 pub fn unique_violation(e: &diesel::result::Error) -> Option<String> {

@@ -4,18 +4,15 @@
 //! Each code sent leaves a `send_log` row keyed by HMAC(secret, "channel:address"), so no
 //! address rests there in clear, and removing an address and adding it back resets nothing.
 
-use std::time::Duration;
-
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::accounts::Channel;
-use crate::accounts::tokens::db_time;
 use crate::config::Settings;
-use crate::db::AnyConnection;
 use crate::db::schema::send_log;
+use crate::db::{AnyConnection, db_time};
 use crate::secret::SecretKey;
 
 /// The window of the daily cap (and how long `send_log` rows are kept).
@@ -26,7 +23,7 @@ pub const HOUR: chrono::Duration = chrono::Duration::hours(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendLimits {
     /// No two codes to one address within this.
-    pub cooldown: Duration,
+    pub cooldown: chrono::Duration,
     /// At most this many codes to one address in 24 hours.
     pub daily: u32,
     /// At most this many SMS by the whole deployment in an hour (0: no SMS at all).
@@ -172,7 +169,7 @@ fn admit(
         .map(|t| t.and_utc())
         .collect();
 
-    let cooldown = chrono::Duration::from_std(limits.cooldown).unwrap_or(DAY);
+    let cooldown = limits.cooldown;
     let cooldown_ends = sent.last().map(|last| *last + cooldown).filter(|end| *end > now);
     let daily = limits.daily as usize;
     if sent.len() >= daily {

@@ -8,7 +8,7 @@
 //! a run (a port like `:8080`, a host like `app2024.example.org`). The texts are plain ASCII
 //! with short lines, so they travel as 7-bit email unchanged.
 
-use std::time::Duration;
+use chrono::Duration;
 
 use url::Url;
 
@@ -65,7 +65,7 @@ pub fn page_url(site: &Url, page: &str) -> Url {
 /// A duration in words, each number under 100 for any time to live up to four days:
 /// "15 minutes", "2 hours", "1 hour and 30 minutes", "90 seconds" is "1 minute and 30 seconds".
 pub fn duration_words(ttl: Duration) -> String {
-    let secs = ttl.as_secs();
+    let secs = ttl.num_seconds().max(0) as u64;
     if secs == 0 {
         return "less than a second".into();
     }
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn durations_in_words() {
-        let w = |s| duration_words(Duration::from_secs(s));
+        let w = |s| duration_words(Duration::seconds(s));
         assert_eq!(w(1), "1 second");
         assert_eq!(w(60), "1 minute");
         assert_eq!(w(90), "1 minute and 30 seconds");

@@ -9,9 +9,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use crate::accounts::Channel;
-use crate::accounts::tokens::db_time;
-use crate::db::AnyConnection;
 use crate::db::schema::outbox;
+use crate::db::{AnyConnection, db_time};
 
 pub const PENDING: &str = "pending";
 pub const SENT: &str = "sent";

@@ -43,7 +43,7 @@ pub async fn headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let is_static = req.path().starts_with("/static/");
-    let https = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.settings.public_url.scheme() == "https");
+    let https = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.settings.is_https());
     let mut response = match next.call(req).await {
         Ok(response) => response.map_into_boxed_body(),
         Err(e) => {

@@ -22,12 +22,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use diesel::connection::SimpleConnection;
 
+use crate::accounts::sessions::SessionLifetime;
 use crate::config::Settings;
 use crate::delivery::{self, Senders};
 use crate::flows::Flows;
 use error::AppError;
 use guard::IpLimit;
-use session::{DbSessionStore, SessionLifetime};
+use session::DbSessionStore;
 use visitor::Visitor;
 
 /// Our cookies' names and whether they are `Secure`, decided here once from the scheme of
@@ -42,8 +43,8 @@ pub struct Cookies {
 }
 
 impl Cookies {
-    pub fn for_public_url(public_url: &url::Url) -> Cookies {
-        if public_url.scheme() == "https" {
+    pub fn for_settings(settings: &Settings) -> Cookies {
+        if settings.is_https() {
             Cookies { secure: true, session: "__Host-flex_session", csrf: "__Host-flex_csrf" }
         } else {
             Cookies { secure: false, session: "flex_session", csrf: "flex_csrf" }
@@ -68,7 +69,7 @@ impl AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AppState {
             ip_limit: IpLimit::new(&settings, flows.accounts.pool().clone(), flows.accounts.clock()),
-            cookies: Cookies::for_public_url(&settings.public_url),
+            cookies: Cookies::for_settings(&settings),
             flows,
             settings: Arc::new(settings),
             hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
@@ -116,14 +117,11 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
     let store = DbSessionStore::new(
         flows.accounts.pool().clone(),
         flows.accounts.clock(),
-        SessionLifetime {
-            idle: chrono::Duration::from_std(settings.session_idle).unwrap_or(chrono::Duration::days(1)),
-            absolute: chrono::Duration::from_std(settings.session_max_age).unwrap_or(chrono::Duration::weeks(2)),
-        },
+        SessionLifetime::from_settings(&settings),
     );
     let key = Key::derive_from(settings.secret_key.expose());
     let cookies = state.cookies;
-    let max_age = CookieDuration::seconds(settings.session_max_age.as_secs() as i64);
+    let max_age = CookieDuration::seconds(settings.session_max_age.num_seconds());
     let data = web::Data::new(state);
 
     let server = HttpServer::new(move || {

@@ -18,18 +18,10 @@ pub struct CodeForm {
     code: Option<String>,
 }
 
-fn channel_of(segment: &str) -> Option<Channel> {
-    match segment {
-        "email" => Some(Channel::Email),
-        "phone" => Some(Channel::Phone),
-        _ => None,
-    }
-}
-
 /// The signed-in user's unverified token for this channel; otherwise a redirect (sign in
 /// first, or back to the account for an address that is absent or already verified).
 async fn token(state: &AppState, visitor: &Visitor, segment: &str) -> Result<OtpToken, AppError> {
-    let Some(channel) = channel_of(segment) else { return Err(AppError::NotFound) };
+    let Ok(channel) = segment.parse::<Channel>() else { return Err(AppError::NotFound) };
     let user_id = visitor.require_user(&format!("/verify/{segment}"))?.id;
     let flows = state.flows.clone();
     web::block(move || flows.unverified_token(user_id, channel))

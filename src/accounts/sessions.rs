@@ -1,0 +1,185 @@
+//! The `sessions` table: what a server-side session is, how long it lives, and its queries.
+//! The actix adapter (`web::session`) only maps these onto actix-session's store interface.
+//!
+//! A session row holds the SHA-256 of the cookie's key (never the key), the user id (so all of
+//! a user's sessions can be ended at once) and the state. Sessions end after an idle time and
+//! at an absolute age, whichever comes first.
+//!
+//! The idle deadline slides without a write on every request: the stored deadline runs a slack
+//! `s = min(1 minute, idle / 10)` beyond `now + idle`, and is rewritten only once it would move
+//! by `s` or more. So a session ends no earlier than `idle` after its last use (unless its
+//! absolute age comes first) and at most `s` later, and a busy user costs one write per `s`.
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use crate::config::Settings;
+use crate::db::schema::sessions;
+use crate::db::{AnyConnection, db_time};
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetime {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+impl Default for SessionLifetime {
+    fn default() -> Self {
+        Self { idle: Duration::days(1), absolute: Duration::weeks(2) }
+    }
+}
+
+impl SessionLifetime {
+    pub fn from_settings(settings: &Settings) -> SessionLifetime {
+        SessionLifetime { idle: settings.session_idle, absolute: settings.session_max_age }
+    }
+
+    /// How far the stored deadline may run past `last use + idle`: a tenth of the idle time, at
+    /// most a minute.
+    fn slack(&self) -> Duration {
+        (self.idle / 10).min(Duration::minutes(1))
+    }
+
+    /// The deadline to store for a session created at `created` and used at `now`.
+    pub fn deadline(&self, created: DateTime<Utc>, now: DateTime<Utc>) -> NaiveDateTime {
+        db_time((now + self.idle + self.slack()).min(created + self.absolute))
+    }
+
+    /// The deadline to write after a use at `now`, or `None` when the stored one is still good
+    /// enough: it already lies at least `idle` ahead (it moves by `slack` or more otherwise), or
+    /// it has reached the absolute age. An expired session is never revived.
+    pub fn extended(&self, created: DateTime<Utc>, stored: NaiveDateTime, now: DateTime<Utc>) -> Option<NaiveDateTime> {
+        let next = self.deadline(created, now);
+        let cap = db_time(created + self.absolute);
+        let worth_it = next - stored >= self.slack() || (next == cap && next > stored);
+        (stored > db_time(now) && worth_it).then_some(next)
+    }
+}
+
+/// The state of a live session (JSON, as actix-session keeps it).
+pub fn load(conn: &mut AnyConnection, id_hash: &str, now: DateTime<Utc>) -> QueryResult<Option<String>> {
+    sessions::table
+        .find(id_hash)
+        .filter(sessions::expires_at.gt(db_time(now)))
+        .select(sessions::state)
+        .first::<String>(conn)
+        .optional()
+}
+
+/// A new session made at `now`.
+pub fn insert(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    user_id: Option<i64>,
+    state: &str,
+    now: DateTime<Utc>,
+    lifetime: SessionLifetime,
+) -> QueryResult<usize> {
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id_hash.eq(id_hash),
+            sessions::user_id.eq(user_id),
+            sessions::state.eq(state),
+            sessions::created_at.eq(db_time(now)),
+            sessions::expires_at.eq(lifetime.deadline(now, now)),
+        ))
+        .execute(conn)
+}
+
+/// New state for a session; never re-creates one that was ended meanwhile (signed out
+/// elsewhere, password changed): a missing row stays missing.
+pub fn update(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    user_id: Option<i64>,
+    state: &str,
+    now: DateTime<Utc>,
+    lifetime: SessionLifetime,
+) -> QueryResult<usize> {
+    let created = sessions::table.find(id_hash).select(sessions::created_at).first::<NaiveDateTime>(conn).optional()?;
+    let Some(created) = created else { return Ok(0) };
+    diesel::update(sessions::table.find(id_hash))
+        .set((
+            sessions::state.eq(state),
+            sessions::user_id.eq(user_id),
+            sessions::expires_at.eq(lifetime.deadline(created.and_utc(), now)),
+        ))
+        .execute(conn)
+}
+
+/// A use at `now`: slides the idle deadline when it is worth a write (see [`SessionLifetime`]).
+pub fn touch(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    now: DateTime<Utc>,
+    lifetime: SessionLifetime,
+) -> QueryResult<usize> {
+    let row = sessions::table
+        .find(id_hash)
+        .select((sessions::created_at, sessions::expires_at))
+        .first::<(NaiveDateTime, NaiveDateTime)>(conn)
+        .optional()?;
+    match row.and_then(|(created, expires)| lifetime.extended(created.and_utc(), expires, now)) {
+        Some(next) => diesel::update(sessions::table.find(id_hash)).set(sessions::expires_at.eq(next)).execute(conn),
+        None => Ok(0),
+    }
+}
+
+/// Ends one session.
+pub fn delete(conn: &mut AnyConnection, id_hash: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.find(id_hash)).execute(conn)
+}
+
+/// Ends every session of a user (sign-out everywhere, password change or reset).
+pub fn end_all_for_user(conn: &mut AnyConnection, user_id: i64) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+}
+
+/// Deletes expired sessions.
+pub fn prune(conn: &mut AnyConnection, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(db_time(now)))).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn the_slack_is_a_tenth_of_the_idle_time_at_most_a_minute() {
+        let lifetime = |idle| SessionLifetime { idle: Duration::seconds(idle), absolute: Duration::weeks(2) };
+        assert_eq!(lifetime(60).slack(), Duration::seconds(6));
+        assert_eq!(lifetime(300).slack(), Duration::seconds(30));
+        assert_eq!(lifetime(86_400).slack(), Duration::minutes(1));
+    }
+
+    #[test]
+    fn the_deadline_stays_between_idle_and_idle_plus_slack_after_each_use() {
+        let lifetime = SessionLifetime { idle: Duration::seconds(60), absolute: Duration::hours(1) };
+        let mut stored = lifetime.deadline(at(0), at(0));
+        let mut writes = 0;
+        for t in 1..=600 {
+            if let Some(next) = lifetime.extended(at(0), stored, at(t)) {
+                stored = next;
+                writes += 1;
+            }
+            let left = stored - db_time(at(t));
+            assert!(left >= Duration::seconds(60) && left <= Duration::seconds(66), "at {t}: {left}");
+        }
+        assert_eq!(writes, 100, "one write per slack of 6 s, not one per request");
+    }
+
+    #[test]
+    fn the_absolute_age_caps_the_deadline_and_nothing_expired_is_revived() {
+        let lifetime = SessionLifetime { idle: Duration::seconds(60), absolute: Duration::seconds(100) };
+        let stored = lifetime.deadline(at(0), at(0));
+        let capped = lifetime.extended(at(0), stored, at(38)).expect("moves to the cap");
+        assert_eq!(capped, db_time(at(100)));
+        assert_eq!(lifetime.extended(at(0), capped, at(50)), None, "already at the cap");
+        assert_eq!(lifetime.extended(at(0), db_time(at(10)), at(10)), None, "expired stays expired");
+    }
+}
