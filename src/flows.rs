@@ -11,7 +11,9 @@ use url::Url;
 use crate::accounts::sessions;
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel, CheckError, OtpToken};
-use crate::accounts::users::{self, AccountError, Change, IdentifierChanges, NewUser, Updated, User};
+use crate::accounts::users::{
+    self, AccountError, Change, Field, FieldErrors, IdentifierChanges, NewUser, Updated, User,
+};
 use crate::accounts::{Accounts, Passwords};
 use crate::config::Settings;
 use crate::db::{self, AnyConnection};
@@ -73,6 +75,48 @@ pub struct Flows {
     secret: SecretKey,
     /// Wakes this instance's delivery worker after a commit that queued a message.
     pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// What a sign-in came to.
+#[derive(Debug)]
+pub enum SignIn {
+    SignedIn(User),
+    /// Wrong password or no such account (counted).
+    Wrong,
+    /// Inside a backoff window: nothing was checked.
+    Throttled(Throttled),
+}
+
+/// What a reset code check came to.
+#[derive(Debug)]
+pub enum ResetCheck {
+    /// The code was right: the reset, now proven, for the session to keep.
+    Proven(PendingReset),
+    /// Wrong, expired, or no account or a void reset (answered alike).
+    Wrong,
+    Throttled(Throttled),
+}
+
+/// What a form's change came to, when it did not fail unexpectedly.
+#[derive(Debug)]
+pub enum Form<T> {
+    Done(T),
+    /// Messages for its fields; nothing changed.
+    Invalid(FieldErrors),
+    /// The account is gone (deleted meanwhile).
+    NoUser,
+}
+
+impl<T> Form<T> {
+    /// A library result as a form's outcome; what is neither is unexpected.
+    fn from_account(result: Result<T, AccountError>) -> anyhow::Result<Form<T>> {
+        match result {
+            Ok(value) => Ok(Form::Done(value)),
+            Err(AccountError::Invalid(errors)) => Ok(Form::Invalid(errors)),
+            Err(AccountError::NoUser) => Ok(Form::NoUser),
+            Err(e) => Err(account_to_anyhow(e)),
+        }
+    }
 }
 
 /// What a code send did.
@@ -176,7 +220,11 @@ impl Flows {
 
     /// Sign-up: the user, its tokens and a code to each address, in one transaction.
     /// `password_hash` was computed beforehand (outside the write lock).
-    pub fn sign_up(&self, new: NewUser, password_hash: &str) -> Result<User, AccountError> {
+    pub fn sign_up(&self, new: NewUser, password_hash: &str) -> anyhow::Result<Form<User>> {
+        Form::from_account(self.sign_up_user(new, password_hash))
+    }
+
+    fn sign_up_user(&self, new: NewUser, password_hash: &str) -> Result<User, AccountError> {
         let mut conn = self.accounts.conn()?;
         users::check_new(&mut conn, &new)?;
         drop(conn);
@@ -202,21 +250,19 @@ impl Flows {
     /// The attempt claims its turn on the throttle row before the password is checked (see
     /// [`throttles::claim`]), so concurrent guesses cannot pass the check together, every
     /// password checked counts, and none succeeds inside an open window.
-    pub fn sign_in(&self, identifier: &str, password: &str) -> anyhow::Result<Result<Option<User>, Throttled>> {
+    pub fn sign_in(&self, identifier: &str, password: &str) -> anyhow::Result<SignIn> {
         let key = self.throttle_key("sign-in", identifier);
         let now = self.now();
         let mut conn = self.accounts.conn()?;
         if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
-            return Ok(Err(throttled));
+            return Ok(SignIn::Throttled(throttled));
         }
         drop(conn); // not held across argon2
-        let user = self.accounts.authenticate(identifier, password)?;
-        if let Some(user) = &user {
-            let mut conn = self.accounts.conn()?;
-            throttles::clear(&mut conn, &key)?;
-            users::record_login(&mut conn, user.id, now)?;
-        }
-        Ok(Ok(user))
+        let Some(user) = self.accounts.authenticate(identifier, password)? else { return Ok(SignIn::Wrong) };
+        let mut conn = self.accounts.conn()?;
+        throttles::clear(&mut conn, &key)?;
+        users::record_login(&mut conn, user.id, now)?;
+        Ok(SignIn::SignedIn(user))
     }
 
     /// The throttle row key for what someone typed: a keyed hash of the normalized identifier,
@@ -230,7 +276,32 @@ impl Flows {
     }
 
     /// `POST /account`: changes identifiers; codes to new addresses, notices to old ones.
-    pub fn change_identifiers(&self, user_id: i64, changes: IdentifierChanges) -> Result<Updated, AccountError> {
+    /// Changing or removing an email or phone needs the right `current_password` when the
+    /// account has a usable password (argon2 then: call through the hashing limit).
+    pub fn change_identifiers(
+        &self,
+        user: &User,
+        changes: IdentifierChanges,
+        current_password: &str,
+    ) -> anyhow::Result<Form<Updated>> {
+        if changes.alter_addresses(user) && user.has_usable_password() {
+            let message = if current_password.is_empty() {
+                Some("Enter your current password to change or remove your email or phone.")
+            } else if !self.passwords().verify(&user.password.0, current_password) {
+                Some("That is not your current password.")
+            } else {
+                None
+            };
+            if let Some(message) = message {
+                let mut errors = FieldErrors::default();
+                errors.add(Some(Field::CurrentPassword), message);
+                return Ok(Form::Invalid(errors));
+            }
+        }
+        Form::from_account(self.update_identifiers(user.id, changes))
+    }
+
+    fn update_identifiers(&self, user_id: i64, changes: IdentifierChanges) -> Result<Updated, AccountError> {
         self.transaction(|conn| {
             let before_tokens =
                 [tokens::find(conn, user_id, Channel::Email)?, tokens::find(conn, user_id, Channel::Phone)?];
@@ -284,11 +355,6 @@ impl Flows {
             Ok::<_, diesel::result::Error>(())
         })?;
         Ok(true)
-    }
-
-    /// Checks `current_password` (argon2) for changes that need it.
-    pub fn check_password(&self, user: &User, current: &str) -> bool {
-        self.passwords().verify(&user.password.0, current)
     }
 
     /// `POST /password-reset`: the same outcome whether or not the account exists.
@@ -348,17 +414,13 @@ impl Flows {
     }
 
     /// `POST /password-reset/verify`: the code is checked only against the account this session
-    /// asked for, and only while the reset still holds. `Ok(Some(proven))` for the right code;
-    /// `Ok(None)` for a wrong one, and for no account or a void reset alike, backoff included.
-    pub fn verify_reset(
-        &self,
-        pending: &PendingReset,
-        code: &str,
-    ) -> anyhow::Result<Result<Option<PendingReset>, Throttled>> {
+    /// asked for, and only while the reset still holds. For no account or a void reset it answers as
+    /// for a wrong code, backoff included.
+    pub fn verify_reset(&self, pending: &PendingReset, code: &str) -> anyhow::Result<ResetCheck> {
         let now = self.now();
         let mut conn = self.accounts.conn()?;
         if let Err(throttled) = throttles::claim(&mut conn, &pending.throttle_key, now, CODE_BACKOFF_CAP)? {
-            return Ok(Err(throttled));
+            return Ok(ResetCheck::Throttled(throttled));
         }
         let right = match &pending.target {
             Some(target) if self.target_holds(&mut conn, target)? => {
@@ -372,10 +434,10 @@ impl Flows {
             _ => false,
         };
         if !right {
-            return Ok(Ok(None));
+            return Ok(ResetCheck::Wrong);
         }
         throttles::clear(&mut conn, &pending.throttle_key)?;
-        Ok(Ok(Some(pending.clone().proven(now))))
+        Ok(ResetCheck::Proven(pending.clone().proven(now)))
     }
 
     /// True when `pending` was proven within the code lifetime.

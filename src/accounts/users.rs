@@ -49,6 +49,8 @@ pub enum Field {
     Email,
     Phone,
     Password,
+    /// The password typed to confirm a change.
+    CurrentPassword,
 }
 
 impl Field {
@@ -58,6 +60,7 @@ impl Field {
             Field::Email => "email",
             Field::Phone => "phone",
             Field::Password => "password",
+            Field::CurrentPassword => "current_password",
         }
     }
 }
@@ -111,7 +114,7 @@ fn taken_message(field: Field) -> &'static str {
     match field {
         Field::Username => "A user with that username already exists.",
         Field::Email => "A user with that email address already exists.",
-        Field::Phone | Field::Password => "A user with that phone number already exists.",
+        Field::Phone | Field::Password | Field::CurrentPassword => "A user with that phone number already exists.",
     }
 }
 
@@ -458,11 +461,30 @@ pub enum Change<T> {
     Set(T),
 }
 
+impl<T> Change<T> {
+    /// Whether this really alters `stored` (a value equal to it by `key` is no change).
+    pub fn alters(&self, stored: Option<&T>, key: impl Fn(&T) -> String) -> bool {
+        match self {
+            Change::Keep => false,
+            Change::Remove => stored.is_some(),
+            Change::Set(new) => stored.map(&key) != Some(key(new)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IdentifierChanges {
     pub username: Change<Username>,
     pub email: Change<Email>,
     pub phone: Change<Phone>,
+}
+
+impl IdentifierChanges {
+    /// Whether the email or phone of `user` would change or go (which needs the password).
+    pub fn alter_addresses(&self, user: &User) -> bool {
+        self.email.alters(user.email.as_ref(), Email::key)
+            || self.phone.alters(user.phone.as_ref(), |p| p.as_str().to_owned())
+    }
 }
 
 /// The user before and after a change of identifiers.

@@ -76,10 +76,23 @@ impl AppState {
         }
     }
 
-    /// Runs password-hashing work on a blocking thread, behind the hashing limit.
-    pub async fn hashing<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+    /// Runs flow work on a blocking thread (database work never runs on the async workers); an
+    /// unexpected failure comes back as the 500 of [`AppError`].
+    pub async fn flow<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Flows) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let flows = self.flows.clone();
+        Ok(web::block(move || f(&flows)).await??)
+    }
+
+    /// [`AppState::flow`] for work that hashes passwords (argon2), behind the hashing limit.
+    pub async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Flows) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, AppError> {
         let _permit = self.hashing.acquire().await.map_err(|e| AppError::Unexpected(e.into()))?;
-        Ok(web::block(f).await?)
+        self.flow(f).await
     }
 }
 

@@ -5,9 +5,10 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::{form_errors, password_problems, typed};
-use crate::accounts::{AccountError, Change, IdentifierChanges, User};
+use crate::accounts::{Change, IdentifierChanges, User};
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Phone, Username};
+use crate::flows::Form;
 use crate::web::AppState;
 use crate::web::error::AppError;
 use crate::web::views::{AccountView, AddressView, FormErrors, html};
@@ -40,10 +41,9 @@ async fn page(
     identifier_errors: FormErrors,
     password_errors: FormErrors,
 ) -> Result<AccountView, AppError> {
-    let (flows, id) = (state.flows.clone(), user.id);
+    let id = user.id;
     let (email_token, phone_token) =
-        web::block(move || Ok::<_, anyhow::Error>((flows.accounts.email_token(id)?, flows.accounts.phone_token(id)?)))
-            .await??;
+        state.flow(move |flows| Ok((flows.accounts.email_token(id)?, flows.accounts.phone_token(id)?))).await?;
     let address = |token: Option<crate::accounts::OtpToken>| {
         token.map(|t| AddressView { address: t.address, verified: t.state.verified })
     };
@@ -93,16 +93,6 @@ fn change<T>(
     }
 }
 
-/// Whether a change really alters a stored value (a value equal to the stored one, ignoring
-/// case or formatting, is no change).
-fn alters<T>(stored: Option<&T>, change: &Change<T>, key: impl Fn(&T) -> String) -> bool {
-    match change {
-        Change::Keep => false,
-        Change::Remove => stored.is_some(),
-        Change::Set(new) => stored.map(&key) != Some(key(new)),
-    }
-}
-
 pub async fn update(
     state: web::Data<AppState>,
     visitor: Visitor,
@@ -117,31 +107,19 @@ pub async fn update(
         email: change(&form.email, Email::parse, "email", &mut errors),
         phone: change(&form.phone, |t| Phone::parse(t, region), "phone", &mut errors),
     };
-    let addresses_change = alters(user.email.as_ref(), &changes.email, Email::key)
-        || alters(user.phone.as_ref(), &changes.phone, |p| p.as_str().to_owned());
-
-    if errors.is_empty() && addresses_change && user.has_usable_password() {
-        let current = typed(&form.current_password);
-        if current.is_empty() {
-            errors.field("current_password", "Enter your current password to change or remove your email or phone.");
-        } else {
-            let (flows, checked) = (state.flows.clone(), user.clone());
-            if !state.hashing(move || flows.check_password(&checked, &current)).await? {
-                errors.field("current_password", "That is not your current password.");
-            }
-        }
-    }
-    if !errors.is_empty() {
+    let reshow = async |errors: FormErrors| -> Result<HttpResponse, AppError> {
         let view = page(&state, &visitor, &user, Some(&form), errors, FormErrors::default()).await?;
-        return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view));
+        Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view))
+    };
+    if !errors.is_empty() {
+        return reshow(errors).await;
     }
 
-    let flows = state.flows.clone();
-    let user_id = user.id;
-    match web::block(move || flows.change_identifiers(user_id, changes)).await? {
-        Ok(updated) => {
+    let (checked, current) = (user.clone(), typed(&form.current_password));
+    match state.hashing(move |flows| flows.change_identifiers(&checked, changes, &current)).await? {
+        Form::Done(updated) => {
             if updated.before != updated.after {
-                tracing::info!(event = "identifiers_changed", user_id, ip = ?visitor.ip,
+                tracing::info!(event = "identifiers_changed", user_id = user.id, ip = ?visitor.ip,
                     email_changed = updated.before.email != updated.after.email,
                     phone_changed = updated.before.phone != updated.after.phone,
                     username_changed = updated.before.username != updated.after.username,
@@ -149,13 +127,8 @@ pub async fn update(
             }
             Ok(see_other(PATH))
         }
-        Err(AccountError::Invalid(field_errors)) => {
-            let view =
-                page(&state, &visitor, &user, Some(&form), form_errors(&field_errors), FormErrors::default()).await?;
-            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view))
-        }
-        Err(AccountError::NoUser) => Ok(see_other("/sign-in")),
-        Err(e) => Err(AppError::Unexpected(e.into())),
+        Form::Invalid(field_errors) => reshow(form_errors(&field_errors)).await,
+        Form::NoUser => Ok(see_other("/sign-in")),
     }
 }
 
@@ -192,8 +165,8 @@ pub async fn change_password(
         return reshow(errors).await;
     };
 
-    let (flows, checked) = (state.flows.clone(), user.clone());
-    let changed = state.hashing(move || flows.change_password(&checked, &current, &new_password)).await??;
+    let checked = user.clone();
+    let changed = state.hashing(move |flows| flows.change_password(&checked, &current, &new_password)).await?;
     if !changed {
         return reshow(FormErrors::default().with_field("current_password", "That is not your current password."))
             .await;

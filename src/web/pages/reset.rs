@@ -10,7 +10,7 @@ use super::verify::wait_errors;
 use super::{password_problems, too_many, typed};
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Username};
-use crate::flows::PendingReset;
+use crate::flows::{PendingReset, ResetCheck};
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, ResetNewView, ResetRequestView, ResetVerifyView, html};
 use crate::web::visitor::{Visitor, see_other};
@@ -64,8 +64,7 @@ pub async fn request(
         return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view));
     }
     let started = std::time::Instant::now();
-    let flows = state.flows.clone();
-    let pending = web::block(move || flows.request_reset(&identifier)).await??;
+    let pending = state.flow(move |flows| flows.request_reset(&identifier)).await?;
     tracing::info!(event = "password_reset_requested", ip = ?visitor.ip, "password reset requested");
     visitor.session.set_reset(&pending)?;
     answer_no_sooner_than_the_floor(started).await;
@@ -87,21 +86,20 @@ pub async fn verify(
     let Some(pending) = visitor.session.reset() else { return Ok(see_other("/password-reset")) };
     let code = typed(&form.code);
     let started = std::time::Instant::now();
-    let flows = state.flows.clone();
-    let checked = web::block(move || flows.verify_reset(&pending, &code)).await??;
+    let checked = state.flow(move |flows| flows.verify_reset(&pending, &code)).await?;
     answer_no_sooner_than_the_floor(started).await;
     match checked {
-        Ok(Some(proven)) => {
+        ResetCheck::Proven(proven) => {
             // a new session id for the proven state, as at sign-in
             visitor.session.renew();
             visitor.session.set_reset(&proven)?;
             Ok(see_other("/password-reset/new"))
         }
-        Ok(None) => {
+        ResetCheck::Wrong => {
             let errors = FormErrors::default().with_field("code", "That code is wrong or has expired.");
             Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &ResetVerifyView { chrome: visitor.chrome(), errors }))
         }
-        Err(throttled) => {
+        ResetCheck::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
             let view = ResetVerifyView { chrome: visitor.chrome(), errors: wait_errors(secs) };
             Ok(too_many(html(StatusCode::TOO_MANY_REQUESTS, &view), secs))
@@ -113,9 +111,9 @@ pub async fn verify(
 /// depends on has changed since. (Completing it checks again, in its own transaction.)
 async fn proven(state: &AppState, visitor: &Visitor) -> Result<Option<PendingReset>, AppError> {
     let Some(pending) = visitor.session.reset() else { return Ok(None) };
-    let flows = state.flows.clone();
     let checked = pending.clone();
-    if web::block(move || flows.reset_holds(&checked)).await?? { Ok(Some(pending)) } else { Ok(None) }
+    let holds = state.flow(move |flows| flows.reset_holds(&checked)).await?;
+    Ok(holds.then_some(pending))
 }
 
 pub async fn show_new(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
@@ -132,8 +130,7 @@ pub async fn set_new(
 ) -> Result<HttpResponse, AppError> {
     let Some(pending) = proven(&state, &visitor).await? else { return Ok(see_other("/password-reset")) };
     let user_id = pending.user_id().unwrap_or_default();
-    let flows = state.flows.clone();
-    let Some(user) = web::block(move || flows.user(user_id)).await?? else {
+    let Some(user) = state.flow(move |flows| flows.user(user_id)).await? else {
         visitor.session.clear_reset();
         return Ok(see_other("/password-reset"));
     };
@@ -150,13 +147,7 @@ pub async fn set_new(
             return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &ResetNewView { chrome: visitor.chrome(), errors }));
         }
     };
-    let flows = state.flows.clone();
-    let done = state
-        .hashing(move || {
-            let hash = flows.hash(&password)?;
-            flows.complete_reset(&pending, &hash)
-        })
-        .await??;
+    let done = state.hashing(move |flows| flows.complete_reset(&pending, &flows.hash(&password)?)).await?;
     if !done {
         // void: the account's credentials or that channel changed, or this proof was used
         visitor.session.clear_reset();

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::{seconds, too_many, typed};
+use crate::flows::SignIn;
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, SignInView, html};
 use crate::web::visitor::{Visitor, local_path};
@@ -56,11 +57,9 @@ pub async fn submit(
         html(status, &view)
     };
 
-    let flows = state.flows.clone();
     let typed_identifier = identifier.clone();
-    let outcome = state.hashing(move || flows.sign_in(&typed_identifier, &password)).await??;
-    match outcome {
-        Err(throttled) => {
+    match state.hashing(move |flows| flows.sign_in(&typed_identifier, &password)).await? {
+        SignIn::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
             tracing::info!(event = "sign_in_throttled", ip = ?visitor.ip, retry_after = secs, "sign-in throttled");
             let page = reshow(
@@ -69,11 +68,11 @@ pub async fn submit(
             );
             Ok(too_many(page, secs))
         }
-        Ok(None) => {
+        SignIn::Wrong => {
             tracing::info!(event = "sign_in_failed", ip = ?visitor.ip, "sign-in failed");
             Ok(reshow(StatusCode::UNAUTHORIZED, NO_MATCH.to_owned()))
         }
-        Ok(Some(user)) => {
+        SignIn::SignedIn(user) => {
             tracing::info!(event = "sign_in", user_id = user.id, ip = ?visitor.ip, "signed in");
             signed_in_response(&state, &visitor, user.id, local_path(&next).unwrap_or("/account"))
         }

@@ -5,8 +5,9 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::{form_errors, password_problems, typed};
-use crate::accounts::{AccountError, NewUser};
+use crate::accounts::NewUser;
 use crate::domain::password::NewPassword;
+use crate::flows::Form;
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, SignUpView, html};
 use crate::web::visitor::Visitor;
@@ -75,19 +76,13 @@ pub async fn submit(
         return Ok(reshow(errors));
     };
 
-    let flows = state.flows.clone();
-    let created = state
-        .hashing(move || {
-            let hash = flows.hash(&password)?;
-            flows.sign_up(new, &hash)
-        })
-        .await?;
+    let created = state.hashing(move |flows| flows.sign_up(new, &flows.hash(&password)?)).await?;
     match created {
-        Ok(user) => {
+        Form::Done(user) => {
             tracing::info!(event = "sign_up", user_id = user.id, ip = ?visitor.ip, "signed up");
             signed_in_response(&state, &visitor, user.id, "/account")
         }
-        Err(AccountError::Invalid(field_errors)) => Ok(reshow(form_errors(&field_errors))),
-        Err(e) => Err(AppError::Unexpected(e.into())),
+        Form::Invalid(field_errors) => Ok(reshow(form_errors(&field_errors))),
+        Form::NoUser => Err(AppError::Unexpected(anyhow::anyhow!("the new user vanished"))),
     }
 }

@@ -23,9 +23,9 @@ pub struct CodeForm {
 async fn token(state: &AppState, visitor: &Visitor, segment: &str) -> Result<OtpToken, AppError> {
     let Ok(channel) = segment.parse::<Channel>() else { return Err(AppError::NotFound) };
     let user_id = visitor.require_user(&format!("/verify/{segment}"))?.id;
-    let flows = state.flows.clone();
-    web::block(move || flows.unverified_token(user_id, channel))
-        .await??
+    state
+        .flow(move |flows| flows.unverified_token(user_id, channel))
+        .await?
         .ok_or_else(|| AppError::Redirect("/account".into()))
 }
 
