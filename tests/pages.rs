@@ -1,17 +1,17 @@
 //! What every page promises a person in a browser (CONTRACT.md), checked on every sample page
-//! of `flex_user::web::views::samples` (signed in and out, forms re-shown with their messages,
-//! long addresses, the error pages):
-//!
-//! - in headless Chromium with axe-core, at 390 and 1280 px wide, in light and dark mode: no
-//!   serious or critical axe violation, no sideways scrolling, the viewport meta, a label for
-//!   every visible input;
-//! - without a browser: nothing the Content-Security-Policy would block.
+//! of `tests/samples` (signed in and out, forms re-shown with their messages, long addresses,
+//! the error pages) in headless Chromium with axe-core, at 390 and 1280 px wide, in light and
+//! dark mode: no serious or critical axe violation, no sideways scrolling, the viewport meta, a
+//! label for every visible input. What needs no browser (the HTML of each view, nothing the
+//! Content-Security-Policy would block) is checked in `tests/views.rs`.
 //!
 //! The browser checks need Chromium (`FLEX_USER_CHROMIUM`, else `/usr/bin/chromium` or
 //! `chromium` on the PATH) and axe-core (`FLEX_USER_AXE_JS`, else
 //! `tests/browser/node_modules/axe-core/axe.min.js` after `npm ci --prefix tests/browser`).
 //! `.ci/run` installs both. Without them the test prints a NOTICE and passes, except with
 //! `CI=true`, where it fails.
+
+mod samples;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,7 +21,6 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use flex_user::web::views::samples;
 use serde::Deserialize;
 
 /// Viewport widths in CSS px: a common phone, a laptop.
@@ -433,128 +432,4 @@ fn every_page_in_chromium_with_axe_at_390_and_1280_px_light_and_dark() {
         minor
     ));
     assert!(failures.is_empty(), "{} problems:\n  {}", failures.len(), failures.join("\n  "));
-}
-
-/// The opening tags of `html`, each as (lower-case name, attributes as (lower-case name, value)).
-fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let mut found = Vec::new();
-    let mut rest = html;
-    while let Some(i) = rest.find('<') {
-        rest = &rest[i + 1..];
-        if rest.starts_with("!--") {
-            rest = &rest[rest.find("-->").expect("unclosed comment")..];
-            continue;
-        }
-        if !rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            continue;
-        }
-        let name_end = rest.find(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
-        let name = rest[..name_end].to_ascii_lowercase();
-        let mut attrs = Vec::new();
-        let mut s = &rest[name_end..];
-        loop {
-            s = s.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '/');
-            if s.is_empty() || s.starts_with('>') {
-                break;
-            }
-            let n_end = s.find(|c: char| c.is_ascii_whitespace() || c == '=' || c == '>').unwrap_or(s.len());
-            let attr = s[..n_end].to_ascii_lowercase();
-            s = &s[n_end..];
-            let mut value = String::new();
-            if let Some(after_eq) = s.trim_start().strip_prefix('=') {
-                let after_eq = after_eq.trim_start();
-                let (v, after) = match after_eq.chars().next() {
-                    Some(q @ ('"' | '\'')) => {
-                        let close = after_eq[1..].find(q).expect("unclosed attribute value") + 1;
-                        (&after_eq[1..close], &after_eq[close + 1..])
-                    }
-                    _ => {
-                        let end =
-                            after_eq.find(|c: char| c.is_ascii_whitespace() || c == '>').unwrap_or(after_eq.len());
-                        (&after_eq[..end], &after_eq[end..])
-                    }
-                };
-                value = v.to_string();
-                s = after;
-            }
-            attrs.push((attr, value));
-        }
-        found.push((name, attrs));
-        rest = s;
-    }
-    found
-}
-
-/// A URL the CSP's `'self'` allows: a path on this origin, or a fragment.
-fn same_origin(url: &str) -> bool {
-    (url.starts_with('/') && !url.starts_with("//") && !url.starts_with("/\\")) || url.starts_with('#')
-}
-
-#[test]
-fn pages_raise_no_csp_violation() {
-    // The server's CSP: default-src 'self'; script-src 'self'; style-src 'self';
-    // img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; …
-    let pages = samples::pages();
-    assert!(pages.len() >= 30, "{} sample pages", pages.len());
-    let mut failures = Vec::new();
-    for (name, html) in &pages {
-        let lower = html.to_ascii_lowercase();
-        for banned in ["<script", "<style", "javascript:"] {
-            if lower.contains(banned) {
-                failures.push(format!("{name}: has {banned}"));
-            }
-        }
-        let tags = tags(html);
-        assert!(tags.iter().any(|(t, _)| t == "main"), "{name}: the tag reader found no <main>");
-        for (tag, attrs) in &tags {
-            if ["script", "style", "base", "object", "embed", "iframe", "frame"].contains(&tag.as_str()) {
-                failures.push(format!("{name}: a <{tag}>"));
-            }
-            for (attr, value) in attrs {
-                if attr == "style" {
-                    failures.push(format!("{name}: a style attribute on <{tag}>: {value:?}"));
-                }
-                if attr.starts_with("on") {
-                    failures.push(format!("{name}: an inline event handler {attr} on <{tag}>"));
-                }
-                let loads = matches!(attr.as_str(), "src" | "srcset" | "action" | "formaction" | "poster" | "data")
-                    || (tag == "link" && attr == "href");
-                if (loads || value.contains("/static")) && !same_origin(value) {
-                    failures.push(format!("{name}: <{tag} {attr}={value:?}> is not on this origin"));
-                }
-                if let Some(path) = value.strip_prefix("/static/")
-                    && !manifest_dir().join("static").join(path).is_file()
-                {
-                    failures.push(format!("{name}: <{tag} {attr}={value:?}>: no such file in static/"));
-                }
-            }
-        }
-        let stylesheets =
-            tags.iter().filter(|(t, a)| t == "link" && a.iter().any(|(n, v)| n == "rel" && v == "stylesheet")).count();
-        if stylesheets != 1 {
-            failures.push(format!("{name}: {stylesheets} stylesheets"));
-        }
-    }
-    // The stylesheet itself loads nothing from elsewhere (fonts, images, imports).
-    let css = fs::read_to_string(manifest_dir().join("static/style.css")).unwrap().to_ascii_lowercase();
-    for banned in ["@import", "url(", "expression("] {
-        if css.contains(banned) {
-            failures.push(format!("static/style.css: has {banned}"));
-        }
-    }
-    assert!(failures.is_empty(), "{} problems:\n  {}", failures.len(), failures.join("\n  "));
-}
-
-#[test]
-fn the_tag_reader_sees_what_the_csp_test_looks_for() {
-    let t = tags(r#"<p>x<a href="/a" ONCLICK='go()'>y</a><!-- <script> --><input disabled value=v style="c">"#);
-    let names: Vec<&str> = t.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["p", "a", "input"]);
-    assert_eq!(t[1].1, [("href".to_string(), "/a".to_string()), ("onclick".into(), "go()".into())]);
-    assert_eq!(
-        t[2].1,
-        [("disabled".to_string(), String::new()), ("value".into(), "v".into()), ("style".into(), "c".into())]
-    );
-    assert!(same_origin("/static/style.css") && same_origin("#main"));
-    assert!(!same_origin("//evil.example/x.css") && !same_origin("https://cdn.example/x.js") && !same_origin("data:x"));
 }

@@ -1,0 +1,19 @@
+//! `GET|POST /sign-in`.
+
+use askama::Template;
+use askama_web::WebTemplate;
+
+use super::{Chrome, FormErrors, Page};
+
+/// `GET|POST /sign-in`.
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "sign_in.html")]
+pub struct SignInView {
+    pub chrome: Chrome,
+    pub identifier: String,
+    /// Where to go after signing in (the hidden `next` input); empty for the default.
+    pub next: String,
+    pub errors: FormErrors,
+}
+
+page_with_chrome!(SignInView);

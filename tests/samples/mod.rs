@@ -1,0 +1,207 @@
+//! Sample pages with realistic data: every view rendered signed in and out, forms re-shown with
+//! their messages, long addresses, the error pages. `tests/views.rs` checks their HTML,
+//! `tests/pages.rs` checks every one in headless Chromium; `write_pages` puts them on disk for
+//! looking at by hand. A module of the test binaries, not a test binary itself (a folder with a
+//! `mod.rs`).
+
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use flex_user::web::views::{
+    AccountView, AddressView, Chrome, ErrorView, FormErrors, HomeView, ResetNewView, ResetRequestView, ResetVerifyView,
+    SignInView, SignUpView, VerifyView,
+};
+
+/// An address long enough to test wrapping on a 390 px wide screen.
+pub const LONG_EMAIL: &str = "maximilian.alexander-featherstonehaugh@subdomain.example-long-domain.com";
+/// A valid username of one unbroken run (usernames may have up to 150 characters).
+pub const LONG_USERNAME: &str = "Maximilian_Alexander_Featherstonehaugh_the_third_of_Wessex";
+
+/// The CSRF token written into every sample form.
+pub const TOKEN: &str = "tok-123_abc";
+
+/// A signed-out visitor.
+pub fn out() -> Chrome {
+    Chrome::signed_out(TOKEN)
+}
+
+/// A visitor signed in as `alice`.
+pub fn signed_in() -> Chrome {
+    Chrome::signed_in(TOKEN, "alice")
+}
+
+/// `alice`'s account page: a username, an unverified email and phone, a password.
+pub fn account(chrome: Chrome) -> AccountView {
+    AccountView {
+        chrome,
+        username: Some("alice".into()),
+        email: Some(AddressView { address: "alice@example.com".into(), verified: false }),
+        phone: Some(AddressView { address: "+447700900123".into(), verified: false }),
+        has_usable_password: true,
+        form_username: "alice".into(),
+        form_email: "alice@example.com".into(),
+        form_phone: "+447700900123".into(),
+        identifier_errors: FormErrors::default(),
+        password_errors: FormErrors::default(),
+        notice: None,
+    }
+}
+
+/// The verify page for `alice@example.com` on `channel` ("email" or "phone").
+pub fn verify(chrome: Chrome, channel: &'static str) -> VerifyView {
+    VerifyView { chrome, channel, address: "alice@example.com".into(), errors: FormErrors::default(), notice: None }
+}
+
+/// Every page, rendered with the given chrome.
+pub fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
+    vec![
+        ("home", HomeView { chrome: chrome() }.render().unwrap()),
+        (
+            "sign_up",
+            SignUpView {
+                chrome: chrome(),
+                username: String::new(),
+                email: String::new(),
+                phone: String::new(),
+                errors: FormErrors::default(),
+            }
+            .render()
+            .unwrap(),
+        ),
+        (
+            "sign_in",
+            SignInView {
+                chrome: chrome(),
+                identifier: String::new(),
+                next: "/account".into(),
+                errors: FormErrors::default(),
+            }
+            .render()
+            .unwrap(),
+        ),
+        ("account", account(chrome()).render().unwrap()),
+        ("verify_email", verify(chrome(), "email").render().unwrap()),
+        ("verify_phone", verify(chrome(), "phone").render().unwrap()),
+        (
+            "reset_request",
+            ResetRequestView { chrome: chrome(), identifier: String::new(), errors: FormErrors::default() }
+                .render()
+                .unwrap(),
+        ),
+        ("reset_verify", ResetVerifyView { chrome: chrome(), errors: FormErrors::default() }.render().unwrap()),
+        ("reset_new", ResetNewView { chrome: chrome(), errors: FormErrors::default() }.render().unwrap()),
+        ("error_404", ErrorView::not_found(Some(chrome())).render().unwrap()),
+        ("error_429", ErrorView::too_many_requests(Some(chrome()), 30).render().unwrap()),
+    ]
+}
+
+/// Every sample page as the server would send it, named for files (`[a-z0-9_]+`): each page
+/// signed out and signed in (with a long display name), re-shown forms with their messages,
+/// long addresses, and the 403, 404, 413, 429 and 500 pages.
+pub fn pages() -> Vec<(String, String)> {
+    let long = || Chrome::signed_in(TOKEN, LONG_EMAIL);
+    let mut pages: Vec<(String, String)> = all_pages(out).into_iter().map(|(n, h)| (n.to_string(), h)).collect();
+    pages.extend(all_pages(long).into_iter().map(|(n, h)| (format!("{n}_in"), h)));
+    let mut more: Vec<(&str, String)> = Vec::new();
+
+    let mut acct = account(long());
+    acct.username = None;
+    acct.email = Some(AddressView { address: LONG_EMAIL.into(), verified: true });
+    acct.form_username = String::new();
+    acct.form_email = LONG_EMAIL.into();
+    acct.identifier_errors.general("Your current password is needed to change your email or phone.");
+    acct.identifier_errors.field("phone", "Enter a valid phone number, with its country code.");
+    acct.identifier_errors.field("current_password", "That is not your current password.");
+    acct.password_errors.field("new_password", "This password is too similar to the email address.");
+    acct.notice = Some("We sent a code to +447700900123.".into());
+    more.push(("account_errors", acct.render().unwrap()));
+
+    let mut acct = account(Chrome::signed_in(TOKEN, LONG_USERNAME));
+    acct.username = Some(LONG_USERNAME.into());
+    acct.email = Some(AddressView { address: LONG_EMAIL.into(), verified: false });
+    acct.form_username = LONG_USERNAME.into();
+    acct.form_email = LONG_EMAIL.into();
+    acct.notice = Some(format!("We sent a code to {LONG_EMAIL}."));
+    more.push(("account_long", acct.render().unwrap()));
+
+    let mut nopw = account(signed_in());
+    nopw.has_usable_password = false;
+    nopw.email.as_mut().unwrap().verified = true;
+    nopw.identifier_errors.field("current_password", "Enter your current password.");
+    nopw.password_errors.general("This account has no password yet.");
+    more.push(("account_nopassword", nopw.render().unwrap()));
+
+    let sign_up = SignUpView {
+        chrome: out(),
+        username: "alice".into(),
+        email: format!("{LONG_EMAIL}@"),
+        phone: "+44 7700".into(),
+        errors: FormErrors::default()
+            .with_general("Give at least one of username, email or phone.")
+            .with_field("username", "A user with that username already exists.")
+            .with_field("email", "Enter a valid email address.")
+            .with_field("phone", "Enter a valid phone number, with its country code.")
+            .with_field("password", "This password is too common."),
+    };
+    more.push(("sign_up_errors", sign_up.render().unwrap()));
+    let sign_in = SignInView {
+        chrome: out(),
+        identifier: LONG_EMAIL.into(),
+        next: "/account".into(),
+        errors: FormErrors::default().with_general("That username, email or phone and password do not match."),
+    };
+    more.push(("sign_in_errors", sign_in.render().unwrap()));
+
+    let mut v = verify(long(), "phone");
+    v.address = "+447700900123".into();
+    v.notice = Some("We sent a new code.".into());
+    v.errors.field("code", "That code is wrong or has expired.");
+    more.push(("verify_errors", v.render().unwrap()));
+    let mut v = verify(long(), "email");
+    v.address = LONG_EMAIL.into();
+    v.notice = Some(format!("We sent a code to {LONG_EMAIL}."));
+    more.push(("verify_long", v.render().unwrap()));
+
+    let reset = ResetRequestView {
+        chrome: out(),
+        identifier: LONG_EMAIL.into(),
+        errors: FormErrors::default().with_field("identifier", "Enter your username, email or phone."),
+    };
+    more.push(("reset_request_errors", reset.render().unwrap()));
+    let errors = FormErrors::default().with_field("code", "That code is wrong or has expired.");
+    more.push(("reset_verify_errors", ResetVerifyView { chrome: out(), errors }.render().unwrap()));
+    let errors = FormErrors::default()
+        .with_general("This code has expired. Start again to get a new one.")
+        .with_field("new_password", "This password is entirely numeric.");
+    more.push(("reset_new_errors", ResetNewView { chrome: out(), errors }.render().unwrap()));
+
+    more.push(("error_403", ErrorView::forbidden(Some(long())).render().unwrap()));
+    more.push(("error_403_bare", ErrorView::forbidden(None).render().unwrap()));
+    more.push(("error_404_bare", ErrorView::not_found(None).render().unwrap()));
+    more.push(("error_413", ErrorView::payload_too_large(None).render().unwrap()));
+    more.push(("error_429_long", ErrorView::too_many_requests(Some(out()), 3600).render().unwrap()));
+    more.push(("error_500", ErrorView::internal(None).render().unwrap()));
+    more.push(("error_500_in", ErrorView::internal(Some(long())).render().unwrap()));
+    pages.extend(more.into_iter().map(|(n, h)| (n.to_string(), h)));
+    pages
+}
+
+/// Writes [`pages`] to `dir` as `NAME.html`, with the stylesheet (the one the server sends) in
+/// `dir/static/` and links to `/static/…` made relative, so the files open from disk.
+/// Returns the paths of the pages.
+pub fn write_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir.join("static"))?;
+    std::fs::write(dir.join("static/style.css"), include_str!("../../static/style.css"))?;
+    let mut written = Vec::new();
+    for (name, html) in pages() {
+        let path = dir.join(format!("{name}.html"));
+        std::fs::write(&path, relative_static_links(&html))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `href="/static/…"` and `src="/static/…"` made relative (`static/…`).
+fn relative_static_links(html: &str) -> String {
+    html.replace(r#"href="/static/"#, r#"href="static/"#).replace(r#"src="/static/"#, r#"src="static/"#)
+}
