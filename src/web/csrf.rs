@@ -80,7 +80,7 @@ pub async fn middleware(
             // a signed-in visitor still gets the header with the sign-out button (not with a
             // cookie the session was not bound to: that form would be refused too)
             let form_token = bound_ok.then_some(expected);
-            let response = refusal_page(req.request(), &state, StatusCode::FORBIDDEN, form_token, None).await;
+            let response = refusal_page(req.request(), &state.flows, StatusCode::FORBIDDEN, form_token, None).await;
             return Ok(req.into_response(response).map_into_boxed_body().map_into_right_body());
         }
         req.set_payload(actix_web::dev::Payload::from(body));

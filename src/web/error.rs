@@ -7,9 +7,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
-use super::AppState;
 use super::session::UserSession;
 use super::views::{Chrome, ErrorView};
+use crate::flows::Flows;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -96,13 +96,13 @@ pub fn error_page(status: StatusCode, chrome: Option<Chrome>, retry_after_secs: 
 /// is the CSRF token for that button's form; without one the page has no signed-in header.
 pub async fn refusal_page(
     req: &HttpRequest,
-    state: &AppState,
+    flows: &Flows,
     status: StatusCode,
     form_token: Option<String>,
     retry_after_secs: Option<u64>,
 ) -> HttpResponse {
     let chrome = match form_token {
-        Some(token) => signed_in_chrome(req, state, token).await,
+        Some(token) => signed_in_chrome(req, flows, token).await,
         None => None,
     };
     error_page(status, chrome, retry_after_secs)
@@ -110,8 +110,8 @@ pub async fn refusal_page(
 
 /// The signed-in header, or `None` for anonymous visitors. A failure to load the user only
 /// costs the header: the refusal is still the answer.
-async fn signed_in_chrome(req: &HttpRequest, state: &AppState, form_token: String) -> Option<Chrome> {
-    match UserSession::of(req).user(&state.flows).await {
+async fn signed_in_chrome(req: &HttpRequest, flows: &Flows, form_token: String) -> Option<Chrome> {
+    match UserSession::of(req).user(flows).await {
         Ok(user) => user.map(|user| Chrome::signed_in(form_token, user.display_name())),
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "a refusal page goes without the signed-in header");

@@ -301,7 +301,7 @@ pub async fn ip_limit(
                 let form_token = csrf::refusal_token(req.request(), state);
                 let page = refusal_page(
                     req.request(),
-                    state,
+                    &state.flows,
                     StatusCode::TOO_MANY_REQUESTS,
                     form_token,
                     Some(retry_after_secs),
