@@ -1,14 +1,18 @@
 //! What the logs say: sign-ins, failures, throttles, resets and identifier changes with user id
 //! and IP, and never a password, a code or a session id (with the SMTP and webhook backends;
-//! only the console backends print messages).
+//! only the console backends print messages). Each line logged while answering a request
+//! carries that request's span: method, path (never the query), request id, status, latency.
 
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use common::app::{Browser, spawn_app};
 use common::{Backend, TestDb};
+use diesel::connection::SimpleConnection as _;
+
+on_both_databases!(a_failed_request_is_logged_with_its_request_id_and_path);
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -23,16 +27,42 @@ impl Write for Buffer {
     }
 }
 
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// Everything this test binary logs (one subscriber per process, shared by its tests).
+fn logs() -> &'static Buffer {
+    static LOGS: OnceLock<Buffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("info,flex_user=debug")
+            .with_ansi(false)
+            .without_time() // timestamps hold digit runs that could match a code by chance
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    })
+}
+
+/// The value of `field=` in a log line (up to the next space or closing brace).
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[start..];
+    Some(&rest[..rest.find([' ', '}']).unwrap_or(rest.len())])
+}
+
 #[test]
 fn logs_tell_what_happened_and_hold_no_secret() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("info,flex_user=debug")
-        .with_ansi(false)
-        .without_time() // timestamps hold digit runs that could match a code by chance
-        .with_writer(move || writer.clone())
-        .init();
+    let buffer = logs();
 
     let db = TestDb::new(Backend::Sqlite).unwrap();
     let app = spawn_app(&db, &[]);
@@ -71,7 +101,7 @@ fn logs_tell_what_happened_and_hold_no_secret() {
     browser.sign_in("logan2", third).assert_redirect("/account");
     let csrf = browser.cookie("flex_csrf").unwrap();
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     for event in [
         "event=\"sign_up\"",
         "event=\"verified\"",
@@ -93,4 +123,48 @@ fn logs_tell_what_happened_and_hold_no_secret() {
     for secret in [first, second, third, &email_code, &sms_code, &reset_code, &session, &csrf] {
         assert!(!logs.contains(secret), "the logs hold a secret ({} chars)", secret.len());
     }
+}
+
+fn a_failed_request_is_logged_with_its_request_id_and_path(db: &TestDb) {
+    // one backend at a time, so that this run's lines are the ones after `from`
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let buffer = logs();
+    let app = spawn_app(db, &[]);
+    let browser = Browser::new(&app);
+    browser.sign_up(&[("username", "failing"), ("password", "a passphrase 4")]).assert_redirect("/account");
+    let from = buffer.len();
+    // break the database under the running server: the account page fails inside
+    app.pool.get().unwrap().batch_execute("DROP TABLE otp_tokens").unwrap();
+    let marker = "q7secretmarker";
+    let page = browser.get(&format!("/account?next=/{marker}"));
+    assert_eq!(page.status.as_u16(), 500);
+
+    let logs = buffer.text()[from..].to_owned();
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("request failed") && l.contains("path=/account"))
+        .unwrap_or_else(|| panic!("no line of the failed request in:\n{logs}"));
+    assert!(failed.starts_with("ERROR"), "{failed}");
+    assert!(failed.contains("method=GET"), "{failed}");
+    assert!(failed.contains("otp_tokens"), "the cause is kept: {failed}");
+    let id = field(failed, "request_id").unwrap_or_else(|| panic!("no request id: {failed}"));
+    assert_eq!(id.len(), 36, "a UUID: {failed}");
+    // the request's own closing line: same id, its status and latency
+    let answered = logs
+        .lines()
+        .find(|l| l.contains("answered") && field(l, "request_id") == Some(id))
+        .unwrap_or_else(|| panic!("no closing line for {id} in:\n{logs}"));
+    assert_eq!(field(answered, "status"), Some("500"), "{answered}");
+    assert_eq!(field(answered, "path"), Some("/account"), "{answered}");
+    assert!(field(answered, "latency_ms").is_some_and(|ms| ms.parse::<u64>().is_ok()), "{answered}");
+    // each request has its own id, and the span records the path without the query
+    let all = buffer.text();
+    let earlier = all[..from]
+        .lines()
+        .rev()
+        .find(|l| l.contains("answered") && field(l, "path") == Some("/sign-up"))
+        .and_then(|l| field(l, "request_id"));
+    assert!(earlier.is_some_and(|other| other.len() == 36 && other != id), "the sign-up had its own request id");
+    assert!(!all.contains(marker), "the query string is not logged");
 }

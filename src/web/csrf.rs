@@ -6,20 +6,19 @@
 //! also be the one the session was bound to at sign-in, so a cookie planted by someone else
 //! cannot be used against a signed-in user. Anything else is 403 before the handler runs.
 
-use actix_session::SessionExt as _;
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
+use actix_web::{HttpMessage as _, HttpRequest, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngExt as _;
 use subtle::ConstantTimeEq as _;
 
-use super::error::error_page;
-use super::visitor::signed_in_chrome;
+use super::error::{error_page, refusal_page};
+use super::session::UserSession;
 use super::{AppState, Cookies};
 
 pub const FIELD: &str = "csrf_token";
@@ -75,14 +74,13 @@ pub async fn middleware(
         let token = url::form_urlencoded::parse(&body).find(|(k, _)| k == FIELD).map(|(_, v)| v.into_owned());
         let expected = token_for(&state, &secret);
         let token_ok = token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.as_bytes())));
-        let session = req.get_session();
-        let signed_in = session.get::<i64>("user_id").ok().flatten().is_some();
-        let bound_ok = !signed_in || session.get::<String>("csrf").ok().flatten().is_some_and(|s| s == secret);
+        let bound_ok = UserSession::of(req.request()).accepts_csrf(&secret);
         if fresh || !token_ok || !bound_ok {
             tracing::info!(path = req.path(), "refused: missing or wrong CSRF token");
-            // a signed-in visitor still gets the header with the sign-out button
-            let chrome = if bound_ok { signed_in_chrome(req.request(), &state).await } else { None };
-            let response = error_page(StatusCode::FORBIDDEN, chrome, None);
+            // a signed-in visitor still gets the header with the sign-out button (not with a
+            // cookie the session was not bound to: that form would be refused too)
+            let form_token = bound_ok.then_some(expected);
+            let response = refusal_page(req.request(), &state.flows, StatusCode::FORBIDDEN, form_token, None).await;
             return Ok(req.into_response(response).map_into_boxed_body().map_into_right_body());
         }
         req.set_payload(actix_web::dev::Payload::from(body));
@@ -96,21 +94,20 @@ pub async fn middleware(
     Ok(response.map_into_left_body())
 }
 
-/// The hidden-field value for this request's forms.
+/// The hidden-field value for this request's forms (inside the middleware, which always sets
+/// the secret; anywhere else a token for a random secret, which nothing accepts).
 pub fn form_token(req: &HttpRequest, state: &AppState) -> String {
-    let secret = req.extensions().get::<CsrfSecret>().map(|s| s.0.clone()).unwrap_or_default();
+    let secret = req.extensions().get::<CsrfSecret>().map(|s| s.0.clone()).unwrap_or_else(new_secret);
     token_for(state, &secret)
 }
 
-impl FromRequest for CsrfSecret {
-    type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(Ok(req
-            .extensions()
-            .get::<CsrfSecret>()
-            .cloned()
-            .unwrap_or_else(|| CsrfSecret(new_secret()))))
-    }
+/// The form token for a refusal page made by a middleware that may run before this one: from
+/// the secret this middleware chose, else from the visitor's cookie; `None` without either.
+pub fn refusal_token(req: &HttpRequest, state: &AppState) -> Option<String> {
+    let secret = req
+        .extensions()
+        .get::<CsrfSecret>()
+        .map(|s| s.0.clone())
+        .or_else(|| req.cookie(state.cookies.csrf).map(|c| c.value().to_owned()))?;
+    Some(token_for(state, &secret))
 }

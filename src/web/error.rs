@@ -1,11 +1,15 @@
 //! Error policy: a person sees a page that says what happened and what to do, never internals.
 //! Unexpected failures are logged in full and answered with a 500 page that says nothing of them.
 //! Validation failures are not errors here: handlers re-show their form with 422.
+//! Causes are kept (`.context(..)`, `.into()`), never flattened into a string, so the log line
+//! of a 500 (inside the request's span: method, path, request id) holds the whole chain.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
+use super::session::UserSession;
 use super::views::{Chrome, ErrorView};
+use crate::flows::Flows;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -27,7 +31,7 @@ pub enum AppError {
 
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(e: actix_web::error::BlockingError) -> Self {
-        AppError::Unexpected(anyhow::anyhow!("blocking task failed: {e}"))
+        AppError::Unexpected(anyhow::Error::new(e).context("blocking task failed"))
     }
 }
 
@@ -85,4 +89,33 @@ pub fn error_page(status: StatusCode, chrome: Option<Chrome>, retry_after_secs: 
         code => ErrorView::new(chrome, code, "Request refused", "This request could not be accepted."),
     };
     view.response()
+}
+
+/// The page for a refusal made outside a handler (by a middleware), with the signed-in header
+/// when this session has a signed-in user, so the page keeps its sign-out button. `form_token`
+/// is the CSRF token for that button's form; without one the page has no signed-in header.
+pub async fn refusal_page(
+    req: &HttpRequest,
+    flows: &Flows,
+    status: StatusCode,
+    form_token: Option<String>,
+    retry_after_secs: Option<u64>,
+) -> HttpResponse {
+    let chrome = match form_token {
+        Some(token) => signed_in_chrome(req, flows, token).await,
+        None => None,
+    };
+    error_page(status, chrome, retry_after_secs)
+}
+
+/// The signed-in header, or `None` for anonymous visitors. A failure to load the user only
+/// costs the header: the refusal is still the answer.
+async fn signed_in_chrome(req: &HttpRequest, flows: &Flows, form_token: String) -> Option<Chrome> {
+    match UserSession::of(req).user(flows).await {
+        Ok(user) => user.map(|user| Chrome::signed_in(form_token, user.display_name())),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "a refusal page goes without the signed-in header");
+            None
+        }
+    }
 }

@@ -21,10 +21,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_core::Stream as _;
 use tokio::time::{Instant, timeout_at};
 
-use super::AppState;
-use super::error::{AppError, error_page};
+use super::error::{AppError, error_page, refusal_page};
 use super::views::ErrorView;
-use super::visitor::signed_in_chrome;
+use super::{AppState, csrf};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::{Pool, ip_limits};
@@ -299,8 +298,15 @@ pub async fn ip_limit(
             Ok(Err(retry_after_secs)) => {
                 let ip = state.ip_limit.client_ip(req.request());
                 tracing::info!(ip = ?ip, path = req.path(), "throttled: per-IP POST limit");
-                let chrome = signed_in_chrome(req.request(), state).await;
-                let page = error_page(StatusCode::TOO_MANY_REQUESTS, chrome, Some(retry_after_secs));
+                let form_token = csrf::refusal_token(req.request(), state);
+                let page = refusal_page(
+                    req.request(),
+                    &state.flows,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    form_token,
+                    Some(retry_after_secs),
+                )
+                .await;
                 return Ok(req.into_response(page).map_into_right_body());
             }
             Err(e) => return Ok(req.into_response(e.error_response()).map_into_right_body()),

@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod error;
 pub mod guard;
 pub mod pages;
+pub mod request_log;
 pub mod session;
 pub mod views;
 pub mod visitor;
@@ -21,6 +22,7 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use diesel::connection::SimpleConnection;
+use tracing_actix_web::TracingLogger;
 
 use crate::accounts::sessions::SessionLifetime;
 use crate::config::Settings;
@@ -28,6 +30,7 @@ use crate::delivery::{self, Senders};
 use crate::flows::Flows;
 use error::AppError;
 use guard::IpLimit;
+use request_log::RequestSpan;
 use session::DbSessionStore;
 use visitor::Visitor;
 
@@ -159,13 +162,15 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             // innermost first. The CSRF cookie is read first (refusal pages need it for their
             // forms), then the session, which the per-IP limit and CSRF both use to give a
             // signed-in visitor's refusal page its sign-out button. The answers still come in
-            // the contract's order: 413 (or 408 for a body too slow), 429, 403; and `headers`,
-            // outermost, puts the security headers on each of them.
+            // the contract's order: 413 (or 408 for a body too slow), 429, 403; and `headers`
+            // puts the security headers on each of them. Around everything, the request's span,
+            // so each line logged on the way leads back to its request.
             .wrap(from_fn(csrf::middleware))
             .wrap(from_fn(guard::ip_limit))
             .wrap(sessions)
             .wrap(from_fn(guard::body_limit))
             .wrap(from_fn(guard::headers))
+            .wrap(TracingLogger::<RequestSpan>::new())
     })
     .listen(listener)?
     .run();

@@ -8,15 +8,18 @@ use std::sync::Arc;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_session::{Session, SessionExt as _};
+use actix_web::HttpRequest;
 use actix_web::cookie::time::Duration as CookieDuration;
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString as _};
 use sha2::{Digest, Sha256};
 
+use crate::accounts::User;
 use crate::accounts::sessions::{self, SessionLifetime};
 use crate::clock::Clock;
 use crate::db::{AnyConnection, Pool};
-use crate::flows::PendingReset;
+use crate::flows::{Flows, PendingReset};
 
 #[derive(Clone)]
 pub struct DbSessionStore {
@@ -94,23 +97,31 @@ impl SessionStore for DbSessionStore {
     }
 }
 
+// The session's keys: read and written only through `UserSession` (and the store, which keeps
+// the user id beside the state so that all of a user's sessions can be ended at once).
 const USER_ID: &str = "user_id";
 const CSRF: &str = "csrf";
 const RESET: &str = "password_reset";
 
-/// The typed view of this request's session.
+/// The typed view of this request's session: every read and write of session state goes
+/// through it, in handlers and middleware alike.
 pub struct UserSession(Session);
 
 impl actix_web::FromRequest for UserSession {
     type Error = actix_web::Error;
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
-    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(Ok(UserSession(req.get_session())))
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Ok(UserSession::of(req)))
     }
 }
 
 impl UserSession {
+    /// This request's session (a middleware passes `ServiceRequest::request()`).
+    pub fn of(req: &HttpRequest) -> UserSession {
+        UserSession(req.get_session())
+    }
+
     pub fn user_id(&self) -> Option<i64> {
         self.0.get::<i64>(USER_ID).ok().flatten()
     }
@@ -118,6 +129,28 @@ impl UserSession {
     /// The CSRF secret this session was bound to at sign-in.
     pub fn csrf(&self) -> Option<String> {
         self.0.get::<String>(CSRF).ok().flatten()
+    }
+
+    /// Whether a form posted with the CSRF cookie `secret` may act for this session: always when
+    /// nobody is signed in, else only with the cookie the session was bound to at sign-in.
+    pub fn accepts_csrf(&self, secret: &str) -> bool {
+        self.user_id().is_none() || self.csrf().is_some_and(|bound| bound == secret)
+    }
+
+    /// The signed-in user: the one whose id this session holds, if that account still exists
+    /// and is active. An account deactivated or deleted meanwhile is not signed in, and this
+    /// session ends here. The one place that rule lives for the web layer.
+    pub async fn user(&self, flows: &Flows) -> anyhow::Result<Option<User>> {
+        let Some(id) = self.user_id() else { return Ok(None) };
+        let flows = flows.clone();
+        let user = actix_web::web::block(move || flows.user(id))
+            .await
+            .context("loading the signed-in user: blocking task failed")??
+            .filter(|user| user.is_active);
+        if user.is_none() {
+            self.sign_out();
+        }
+        Ok(user)
     }
 
     /// Signs in: a new session id (the old one is deleted), bound to `csrf`.

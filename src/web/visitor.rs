@@ -4,10 +4,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use super::csrf::{self, CsrfSecret};
+use super::csrf;
 use super::error::AppError;
 use super::session::UserSession;
 use super::views::Chrome;
@@ -38,46 +38,17 @@ impl FromRequest for Visitor {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
-        let session = UserSession::from_request(&req, payload).into_inner();
         Box::pin(async move {
-            let session = session.map_err(|e| AppError::Unexpected(anyhow::anyhow!("session: {e}")))?;
             let state = req.app_data::<web::Data<AppState>>().expect("AppState").clone();
-            let secret = CsrfSecret::extract(&req).await.map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
-            let csrf_token = csrf::token_for(&state, &secret.0);
-            let user = match session.user_id() {
-                Some(id) => {
-                    let flows = state.flows.clone();
-                    let user = web::block(move || flows.user(id)).await??;
-                    // an account deactivated or deleted meanwhile is signed out here
-                    let user = user.filter(|u| u.is_active);
-                    if user.is_none() {
-                        session.sign_out();
-                    }
-                    user
-                }
-                None => None,
-            };
+            let session = UserSession::of(&req);
+            let csrf_token = csrf::form_token(&req, &state);
+            let user = session.user(&state.flows).await?;
             let ip = state.ip_limit.client_ip(&req);
             Ok(Visitor { session, csrf_token, user, ip })
         })
     }
-}
-
-/// The header of a page made outside a handler (a refusal by a middleware): the signed-in
-/// user's, so the page still has its sign-out button. `None` for anonymous visitors.
-pub async fn signed_in_chrome(req: &HttpRequest, state: &AppState) -> Option<Chrome> {
-    use actix_session::SessionExt as _;
-    let user_id = req.get_session().get::<i64>("user_id").ok().flatten()?;
-    let flows = state.flows.clone();
-    let user = web::block(move || flows.user(user_id)).await.ok()?.ok()??;
-    let secret = req
-        .extensions()
-        .get::<CsrfSecret>()
-        .map(|s| s.0.clone())
-        .or_else(|| req.cookie(state.cookies.csrf).map(|c| c.value().to_owned()))?;
-    Some(Chrome::signed_in(csrf::token_for(state, &secret), user.display_name()))
 }
 
 pub fn see_other(location: &str) -> HttpResponse {

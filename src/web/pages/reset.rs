@@ -65,7 +65,8 @@ pub async fn request(
     }
     let started = std::time::Instant::now();
     let pending = state.flow(move |flows| flows.request_reset(&identifier)).await?;
-    tracing::info!(event = "password_reset_requested", ip = ?visitor.ip, "password reset requested");
+    // the account (when one matched) is for the operator's log only; the answer is the same
+    tracing::info!(event = "password_reset_requested", user_id = ?pending.user_id(), ip = ?visitor.ip, "password reset requested");
     visitor.session.set_reset(&pending)?;
     answer_no_sooner_than_the_floor(started).await;
     Ok(see_other("/password-reset/verify"))

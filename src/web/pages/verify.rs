@@ -62,7 +62,10 @@ pub async fn send(
             Ok(error_page(StatusCode::TOO_MANY_REQUESTS, Some(visitor.chrome()), Some(refusal.retry_after_secs())))
         }
         Err(CheckError::NoToken) => Ok(see_other("/account")),
-        Err(e) => Err(AppError::Unexpected(anyhow::anyhow!("{e}"))),
+        Err(CheckError::Unexpected(e)) => Err(AppError::Unexpected(e)),
+        Err(e @ CheckError::Throttled(_)) => {
+            Err(AppError::Unexpected(anyhow::Error::new(e).context("resending a code")))
+        }
     }
 }
 

@@ -1,0 +1,49 @@
+//! One span per request, outermost: method, path and a request id when it starts, status and
+//! latency when it is answered, and one line then. Every line logged while answering (a 500's
+//! error too) carries the span's fields, so it leads back to its request.
+//!
+//! The path only: never the query string (a `next` can carry anything), headers or cookies, so
+//! the span holds no session id, password or code.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage as _};
+use tracing::Span;
+use tracing::field::Empty;
+use tracing_actix_web::{RequestId, RootSpanBuilder};
+
+/// The span of `tracing_actix_web::TracingLogger` (its default records the query string).
+pub struct RequestSpan;
+
+/// When the request arrived, for its latency.
+struct Started(Instant);
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(req: &ServiceRequest) -> Span {
+        req.extensions_mut().insert(Started(Instant::now()));
+        // set by TracingLogger just before this call
+        let request_id = req.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.path(),
+            request_id = %request_id,
+            status = Empty,
+            latency_ms = Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let (status, started) = match outcome {
+            Ok(response) => (response.status(), response.request().extensions().get::<Started>().map(|s| s.0)),
+            Err(error) => (error.as_response_error().status_code(), None),
+        };
+        span.record("status", status.as_u16());
+        if let Some(started) = started {
+            span.record("latency_ms", started.elapsed().as_millis() as u64);
+        }
+        tracing::info!("answered");
+    }
+}
