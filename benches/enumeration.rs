@@ -5,7 +5,7 @@
 //! failure against an unknown one's, and peak memory under a sign-in flood against what
 //! unlimited hashing would take.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/integration/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! only the console backends print messages). Each line logged while answering a request
 //! carries that request's span: method, path (never the query), request id, status, latency.
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use std::io::Write;

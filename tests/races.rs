@@ -4,6 +4,7 @@
 //! allow, and one email makes one account. (Sign-in throttling, reset proofs and the hourly SMS
 //! limit under concurrency are tested beside their flows.)
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use std::io::Write;

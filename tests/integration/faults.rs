@@ -14,8 +14,6 @@
 //! restart the test moves those leases into the past, which is what two minutes of waiting
 //! would do, and remembers which rows they were.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -23,11 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use common::app::Page;
-use common::app::code_in;
-use common::flows::mail_code;
-use common::sinks::{HttpSink, SmtpSink};
-use common::{Backend, TestDb};
+use crate::common::app::Page;
+use crate::common::app::code_in;
+use crate::common::flows::mail_code;
+use crate::common::sinks::{HttpSink, SmtpSink};
+use crate::common::{Backend, TestDb};
 use diesel::prelude::*;
 use flex_user::Accounts;
 use flex_user::db::schema::{otp_tokens, outbox, users};

@@ -1,13 +1,11 @@
 //! The built `flex-user` binary, driven as an operator would.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use crate::common::TestDb;
 use flex_user::domain::Identifier;
 
 /// The binary with a clean environment: only what the test gives it, cheap argon2.
@@ -216,7 +214,7 @@ fn serve_on_port_zero_prints_the_port_it_got() {
 /// pool worker was still opening a (TLS) connection to refill the pool.
 #[test]
 fn create_user_on_postgres_exits_cleanly_every_time() {
-    let Some(db) = TestDb::new(common::Backend::Postgres) else { return };
+    let Some(db) = TestDb::new(crate::common::Backend::Postgres) else { return };
     let dir = tempfile::tempdir().unwrap();
     let url = db.env_url();
     for i in 0..50 {

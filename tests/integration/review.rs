@@ -1,13 +1,11 @@
 //! Regression tests for the findings of the adversarial review (issue 6), one or more each,
 //! on SQLite and PostgreSQL. Each failed on the build before its fix (see SECURITY.md).
 
-mod common;
-
 use std::sync::Barrier;
 
-use common::app::{Browser, Page, TestApp};
-use common::flows::*;
-use common::{TestDb, at_once};
+use crate::common::app::{Browser, Page, TestApp};
+use crate::common::flows::*;
+use crate::common::{TestDb, at_once};
 use diesel::prelude::*;
 use flex_user::clock::Clock as _;
 use flex_user::db::schema::{outbox, throttles};

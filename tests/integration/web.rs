@@ -1,12 +1,10 @@
 //! The site over HTTP, as a browser drives it: sign-up, sign-in, sign-out, sessions, CSRF and
 //! the hardening promises of the contract. On SQLite and PostgreSQL.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestDb;
-use common::app::{Browser, TestApp, code_in, spawn_app};
+use crate::common::TestDb;
+use crate::common::app::{Browser, TestApp, code_in, spawn_app};
 use reqwest::StatusCode;
 
 const PASSWORD: &str = "correct horse battery";
@@ -343,7 +341,7 @@ fn a_dead_smtp_server_delays_nothing(db: &TestDb) {
     assert!(started.elapsed() < Duration::from_secs(5), "the response does not wait for SMTP");
     std::thread::sleep(Duration::from_millis(300));
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let late = common::sinks::SmtpSink::start_on(listener);
+    let late = crate::common::sinks::SmtpSink::start_on(listener);
     let deadline = Instant::now() + Duration::from_secs(30);
     while late.mails().is_empty() {
         assert!(Instant::now() < deadline, "the message arrives once SMTP is up");
@@ -376,7 +374,7 @@ fn a_failure_inside_shows_a_500_page_without_internals(db: &TestDb) {
 fn healthz_answers_503_when_the_database_is_gone() {
     use diesel::Connection as _;
     use diesel::connection::SimpleConnection as _;
-    let Some(db) = TestDb::new(common::Backend::Postgres) else { return };
+    let Some(db) = TestDb::new(crate::common::Backend::Postgres) else { return };
     let app = spawn_app(&db, &[]);
     let browser = Browser::new(&app);
     assert_eq!(browser.get("/healthz").status, StatusCode::OK);
@@ -541,7 +539,7 @@ mod identifier_rules {
     }
 
     /// The form was re-shown with `message` and the typed value kept.
-    fn reshown(page: &common::app::Page, message: &str, typed: &str) {
+    fn reshown(page: &crate::common::app::Page, message: &str, typed: &str) {
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{typed}: {}", page.body);
         assert!(page.body.contains(message), "{typed}: {}", page.body);
         assert!(page.body.contains(&format!("value=\"{typed}\"")), "{typed} kept: {}", page.body);

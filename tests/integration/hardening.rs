@@ -2,14 +2,12 @@
 //! POSTs (shared by every instance, IPv6 per /64, exact under concurrency). Raw TCP where a
 //! well-behaved client cannot misbehave enough.
 
-mod common;
-
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::TestDb;
-use common::app::{Browser, TestApp, spawn_app};
+use crate::common::TestDb;
+use crate::common::app::{Browser, TestApp, spawn_app};
 use flex_user::clock::Clock as _;
 use reqwest::StatusCode;
 
@@ -93,7 +91,7 @@ fn assert_security_headers(answer: &Exchange) {
 /// SQLite only: the database plays no part, and the wait is 10 real seconds.
 #[test]
 fn a_stalled_body_gets_408_and_the_connection_is_closed() {
-    let db = TestDb::new(common::Backend::Sqlite).unwrap();
+    let db = TestDb::new(crate::common::Backend::Sqlite).unwrap();
     let app = spawn_app(&db, &[]);
     let declared = "POST /sign-in HTTP/1.1\r\nHost: auth.test\r\nContent-Type: application/x-www-form-urlencoded\r\n\
                     Content-Length: 100\r\n\r\n";

@@ -1,16 +1,14 @@
 //! The outbox, its worker and senders against real listeners in this process (an SMTP server,
 //! an HTTP sink for the SMS webhook), the send limits, and the wording of messages.
 
-mod common;
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::common::TestDb;
+use crate::common::sinks::{HttpSink, Mail, SmtpSink, silent_server};
 use chrono::{DateTime, Utc};
-use common::TestDb;
-use common::sinks::{HttpSink, Mail, SmtpSink, silent_server};
 use flex_user::accounts::{Change, Channel, IdentifierChanges, OtpCode};
 use flex_user::clock::{Clock, ManualClock};
 use flex_user::db::{self, AnyConnection, Pool};

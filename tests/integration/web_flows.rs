@@ -2,11 +2,9 @@
 //! password, verifying addresses with codes (cooldown, daily cap, backoff, expiry), the
 //! password reset, and what code messages look like. On SQLite and PostgreSQL.
 
-mod common;
-
-use common::TestDb;
-use common::app::Browser;
-use common::flows::*;
+use crate::common::TestDb;
+use crate::common::app::Browser;
+use crate::common::flows::*;
 use flex_user::domain::{Email, Username};
 use reqwest::StatusCode;
 

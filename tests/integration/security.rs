@@ -3,10 +3,8 @@
 //! NOT be performed"), no default accounts (ASVS 6.3.2), and cookie names behind https (NIST
 //! §7.1.1, the contract's `__Host-` prefix).
 
-mod common;
-
-use common::app::{Browser, spawn_app};
-use common::{Backend, TestDb};
+use crate::common::app::{Browser, spawn_app};
+use crate::common::{Backend, TestDb};
 use diesel::prelude::*;
 use flex_user::db::schema::users;
 use reqwest::StatusCode;

@@ -11,8 +11,6 @@
 //! `.ci/run` installs both. Without them the test prints a NOTICE and passes, except with
 //! `CI=true`, where it fails.
 
-mod samples;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -321,7 +319,7 @@ fn check_canary(reports: &BTreeMap<u32, Report>) -> Vec<String> {
 /// Writes the pages with the checks injected, the frames page and the canary; returns the page
 /// file names.
 fn prepare(dir: &Path, axe: &Path) -> Vec<String> {
-    let written = samples::write_pages(dir).expect("write the sample pages");
+    let written = crate::samples::write_pages(dir).expect("write the sample pages");
     fs::copy(axe, dir.join("axe.min.js")).expect("copy axe.min.js");
     let browser = manifest_dir().join("tests/browser");
     fs::copy(browser.join("check.js"), dir.join("check.js")).expect("copy check.js");

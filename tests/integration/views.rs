@@ -4,11 +4,10 @@
 //! Content-Security-Policy would block. `tests/pages.rs` checks the same sample pages in
 //! headless Chromium.
 
-mod samples;
-
 use std::fs;
 use std::path::Path;
 
+use crate::samples::{TOKEN, account, all_pages, out, signed_in, verify};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use askama::Template;
@@ -16,7 +15,6 @@ use flex_user::web::views::{
     AddressView, Chrome, ErrorView, FormErrors, HomeView, ResetNewView, ResetRequestView, ResetVerifyView, SignInView,
     SignUpView, VerifyView,
 };
-use samples::{TOKEN, account, all_pages, out, signed_in, verify};
 use scraper::{ElementRef, Html, Selector};
 
 fn manifest_dir() -> &'static Path {
@@ -502,7 +500,7 @@ fn csp_problems(html: &str) -> Vec<String> {
 
 #[test]
 fn pages_raise_no_csp_violation() {
-    let pages = samples::pages();
+    let pages = crate::samples::pages();
     assert!(pages.len() >= 30, "{} sample pages", pages.len());
     let alice = all_pages(signed_in).into_iter().map(|(n, h)| (format!("{n}_alice"), h));
     let mut failures = Vec::new();
@@ -566,6 +564,6 @@ fn the_csp_scan_sees_each_kind_of_problem() {
 #[test]
 #[ignore]
 fn write_views_for_screenshots() {
-    let written = samples::write_pages(Path::new("/tmp/views")).unwrap();
+    let written = crate::samples::write_pages(Path::new("/tmp/views")).unwrap();
     assert!(!written.is_empty());
 }

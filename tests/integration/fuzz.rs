@@ -3,12 +3,10 @@
 //! (`PROPTEST_CASES`, default 256; a quarter of that for the HTTP ones), so the file runs in
 //! well under a minute.
 
-mod common;
-
 use std::time::Duration;
 
-use common::app::{Browser, TestApp, spawn_app};
-use common::{Backend, TestDb};
+use crate::common::app::{Browser, TestApp, spawn_app};
+use crate::common::{Backend, TestDb};
 use flex_user::NewUser;
 use flex_user::domain::{Email, Identifier, Phone, Region, Username};
 use icu_properties::CodePointMapData;

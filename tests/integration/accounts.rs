@@ -1,11 +1,9 @@
 //! The library API against a real database, on SQLite and on PostgreSQL.
 
-mod common;
-
 use std::sync::{Arc, Barrier};
 
+use crate::common::TestDb;
 use chrono::Duration;
-use common::TestDb;
 use flex_user::accounts::{AccountError, Change, CheckError, Field, IdentifierChanges, NewUser};
 use flex_user::domain::{Email, Identifier, Phone, Username};
 

@@ -191,7 +191,7 @@ pub fn pages() -> Vec<(String, String)> {
 /// Returns the paths of the pages.
 pub fn write_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir.join("static"))?;
-    std::fs::write(dir.join("static/style.css"), include_str!("../../static/style.css"))?;
+    std::fs::write(dir.join("static/style.css"), include_str!("../../../static/style.css"))?;
     let mut written = Vec::new();
     for (name, html) in pages() {
         let path = dir.join(format!("{name}.html"));

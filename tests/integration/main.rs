@@ -1,0 +1,21 @@
+//! The integration tests, in one binary (one build of the harness, one link): the real server
+//! over HTTP on SQLite and PostgreSQL, the CLI, delivery, faults, fuzzing, races and pages.
+//! Only tests that must own the process's log subscriber live apart (`tests/logs.rs`,
+//! `tests/races.rs`).
+
+#[macro_use]
+mod common;
+mod samples;
+
+mod accounts;
+mod cli;
+mod delivery;
+mod faults;
+mod fuzz;
+mod hardening;
+mod pages;
+mod review;
+mod security;
+mod views;
+mod web;
+mod web_flows;
