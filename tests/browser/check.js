@@ -1,4 +1,4 @@
-// Injected by tests/pages.rs into a static copy of each page, after axe.min.js. The page runs in
+// Injected by tests/integration/pages.rs into a static copy of each page, after axe.min.js. The page runs in
 // an iframe of the width under test; this reports to the parent frame, which writes the report
 // into its own DOM for `chromium --dump-dom`. No page of the app ever loads this file.
 (function () {
