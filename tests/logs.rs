@@ -6,52 +6,18 @@
 #[path = "integration/common/mod.rs"]
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 
 use common::app::{Browser, spawn_app};
+use common::log_capture::{LogBuffer, process_logs};
 use common::{Backend, TestDb};
 use diesel::connection::SimpleConnection as _;
 
 on_both_databases!(a_failed_request_is_logged_with_its_request_id_and_path);
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
-
-/// Everything this test binary logs (one subscriber per process, shared by its tests).
-fn logs() -> &'static Buffer {
-    static LOGS: OnceLock<Buffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("info,flex_user=debug")
-            .with_ansi(false)
-            .without_time() // timestamps hold digit runs that could match a code by chance
-            .with_writer(move || writer.clone())
-            .init();
-        buffer
-    })
+/// Everything this test binary logs.
+fn logs() -> &'static LogBuffer {
+    process_logs("info,flex_user=debug")
 }
 
 /// The value of `field=` in a log line (up to the next space or closing brace).

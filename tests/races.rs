@@ -7,14 +7,14 @@
 #[path = "integration/common/mod.rs"]
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
 use common::app::{Browser, Page, TestApp, spawn_app};
 use common::at_once;
 use common::flows::mail_code;
+use common::log_capture::{LogBuffer, process_logs};
 use diesel::prelude::*;
 use flex_user::db::schema::{outbox, users};
 use reqwest::StatusCode;
@@ -94,45 +94,11 @@ fn assert_no_server_error(pages: &[Page]) {
     }
 }
 
-/// Every log line of this test binary, from the first call on (the server runs in-process,
-/// so what it logs lands here). The log is the one place that tells a success apart from a
-/// request that found the address already verified and did nothing: both answer 303.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-
-    fn since(&self, start: usize) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()[start..]).into_owned()
-    }
-}
-
+/// Every log line of this test binary, from the first call on. The log is the one place that
+/// tells a success apart from a request that found the address already verified and did
+/// nothing: both answer 303.
 fn logs() -> &'static LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = LogBuffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .with_ansi(false)
-            .without_time()
-            .with_writer(move || writer.clone())
-            .init();
-        buffer
-    })
+    process_logs("info")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod flows;
+pub mod log_capture;
 pub mod sinks;
 
 use std::collections::HashMap;
