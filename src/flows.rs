@@ -521,7 +521,7 @@ fn normalized(token: &OtpToken) -> String {
 }
 
 fn check_to_account(e: CheckError) -> AccountError {
-    AccountError::Unexpected(anyhow::anyhow!("{e}"))
+    AccountError::Unexpected(check_to_anyhow(e))
 }
 
 fn check_to_anyhow(e: CheckError) -> anyhow::Error {
@@ -534,6 +534,6 @@ fn check_to_anyhow(e: CheckError) -> anyhow::Error {
 fn account_to_anyhow(e: AccountError) -> anyhow::Error {
     match e {
         AccountError::Unexpected(e) => e,
-        other => anyhow::anyhow!("{other}"),
+        other => anyhow::Error::new(other),
     }
 }
