@@ -43,6 +43,7 @@ fn alice(app: &TestApp) -> Browser<'_> {
             ("password", PASSWORD),
         ])
         .assert_redirect("/account");
+    browser.get("/account"); // where the sign-up sent her
     browser
 }
 
@@ -107,7 +108,11 @@ fn sign_up_reshows_the_form_with_messages(db: &TestDb) {
 
     let page = browser.sign_up(&[("password", PASSWORD)]);
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "no identifier at all");
-    assert!(page.body.contains("Give at least one of a username, an email address or a phone number."), "{}", page.body);
+    assert!(
+        page.body.contains("Give at least one of a username, an email address or a phone number."),
+        "{}",
+        page.body
+    );
     let page = browser.sign_up(&[("username", "carol"), ("password", "12345678")]);
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.body.contains("entirely numeric"));
@@ -127,7 +132,7 @@ fn sign_up_reshows_the_form_with_messages(db: &TestDb) {
 fn twenty_parallel_sign_ups_of_one_email(db: &TestDb) {
     let app = spawn_app(db, &[]);
     let browsers: Vec<Browser> = (0..20).map(|_| Browser::new(&app)).collect();
-    let tokens: Vec<String> = browsers.iter().map(|b| b.token()).collect();
+    let tokens: Vec<String> = browsers.iter().map(|b| b.get("/sign-up").csrf_token().unwrap()).collect();
     let barrier = std::sync::Barrier::new(20);
     let statuses: Vec<StatusCode> = std::thread::scope(|s| {
         let handles: Vec<_> = browsers
@@ -166,11 +171,13 @@ fn sign_in_with_each_identifier_and_next(db: &TestDb) {
     page.assert_redirect("/verify/email");
     for evil in ["//evil.example/x", "https://evil.example", "/\\evil.example", "account"] {
         let browser = Browser::new(&app);
+        browser.get("/sign-in");
         let page = browser.post("/sign-in", &[("identifier", "alice"), ("password", PASSWORD), ("next", evil)]);
         page.assert_redirect("/account");
     }
     // the session id changes at sign-in
     let browser = Browser::new(&app);
+    browser.get("/password-reset");
     browser.post("/password-reset", &[("identifier", "nobody@example.org")]);
     let before = browser.cookie("flex_session").expect("a session for the reset request");
     browser.sign_in("alice", PASSWORD).assert_redirect("/account");
@@ -236,7 +243,7 @@ fn csrf_is_required_and_bound(db: &TestDb) {
 
     // a token from another visitor does not work here
     let other = Browser::new(&app);
-    let token = other.token();
+    let token = other.get("/sign-in").csrf_token().unwrap();
     let mut theirs = vec![("csrf_token", token.as_str())];
     theirs.extend_from_slice(&fields);
     assert_eq!(browser.post_raw("/sign-up", &theirs).status, StatusCode::FORBIDDEN);
@@ -244,7 +251,7 @@ fn csrf_is_required_and_bound(db: &TestDb) {
     // a signed-in session refuses a CSRF cookie planted from elsewhere
     let signed_in = alice(&app);
     let planted = Browser::new(&app);
-    let planted_token = planted.token();
+    let planted_token = planted.get("/sign-in").csrf_token().unwrap();
     let planted_cookie = planted.cookie("flex_csrf").unwrap();
     let url = app.base.parse().unwrap();
     signed_in.jar.add_cookie_str(&format!("flex_csrf={planted_cookie}; Path=/"), &url);
@@ -334,6 +341,7 @@ fn signed_out_visitors_are_sent_to_sign_in(db: &TestDb) {
         let location = page.location().unwrap();
         assert!(location.starts_with("/sign-in?next="), "{path}: {location}");
     }
+    browser.get("/sign-in"); // a form page, for a token this visitor's cookie matches
     browser.post("/account", &[("username", "x")]).assert_redirect("/sign-in?next=/account");
 }
 
@@ -583,6 +591,7 @@ mod identifier_rules {
         browser.sign_up(&[("email", "\"john..doe\"@Example.org"), ("password", PASSWORD)]).assert_redirect("/account");
         let mail = app.email_to("\"john..doe\"@example.org", 0);
         let code = code_in(&mail, 6).expect("a code");
+        browser.get("/verify/email");
         browser.post("/verify/email", &[("code", &code)]).assert_redirect("/account");
         let stored = flex_user::domain::Identifier::infer("\"john..doe\"@example.org", None).unwrap();
         let user = app.accounts.find_user(&stored).unwrap().expect("the account");
