@@ -48,6 +48,7 @@ fn logs_tell_what_happened_and_hold_no_secret() {
         .assert_redirect("/account");
     let email_code = app.email_code("logan@example.org", 0);
     let sms_code = app.sms_code("+12025550123", 0);
+    browser.get("/account");
     browser.post("/verify/email", &[("code", &email_code)]).assert_redirect("/account");
     browser
         .post("/account", &[("username", "logan2"), ("email", "logan@example.org"), ("current_password", first)])
@@ -60,6 +61,7 @@ fn logs_tell_what_happened_and_hold_no_secret() {
     assert_eq!(browser.sign_in("logan2", "not the password").status.as_u16(), 401);
     assert_eq!(browser.sign_in("logan2", second).status.as_u16(), 429);
     app.clock.advance(chrono::Duration::minutes(2)); // past the resend cooldown of the sign-up code
+    browser.get("/password-reset");
     browser.post("/password-reset", &[("identifier", "logan@example.org")]).assert_redirect("/password-reset/verify");
     let reset_code = app.email_code("logan@example.org", 1);
     browser.post("/password-reset/verify", &[("code", &reset_code)]).assert_redirect("/password-reset/new");

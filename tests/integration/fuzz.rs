@@ -304,6 +304,9 @@ impl<'a> Target<'a> {
         if post.signed_in && browser.get("/account").status != StatusCode::OK {
             // an earlier case signed out, or changed the username: sign in again by email
             browser.sign_in(EMAIL, PASSWORD).assert_redirect("/account");
+            browser.get("/account");
+        } else if !post.signed_in {
+            browser.get("/sign-in"); // an earlier case may have signed it in or out
         }
         let mut body = format!("csrf_token={}&", browser.token()).into_bytes();
         body.extend_from_slice(&post.body);

@@ -122,7 +122,7 @@ fn a_stalled_body_gets_408_and_the_connection_is_closed() {
 fn a_chunked_body_over_the_limit_gets_413_before_the_ip_limit(db: &TestDb) {
     let app = spawn_app(db, &[("FLEX_USER_IP_RATE_LIMIT", "2")]);
     let browser = Browser::new(&app);
-    let token = browser.token();
+    let token = browser.get("/sign-in").csrf_token().unwrap();
     let cookie = format!("flex_csrf={}", browser.cookie("flex_csrf").unwrap());
 
     // a chunked form under the limit reaches the handler whole (first POST of two)

@@ -89,6 +89,7 @@ fn a_proven_reset_is_void_once_its_channel_is_removed(db: &TestDb) {
     app.email_to(ALICE_EMAIL, 0);
     past_cooldown(&app);
     let attacker = proven_reset(&app, ALICE_EMAIL, ALICE_EMAIL, 1);
+    owner.get("/account");
     owner.post("/account", &[("email", ""), ("current_password", PASSWORD)]).assert_redirect("/account");
 
     attacker.get("/password-reset/new").assert_redirect("/password-reset");
@@ -165,7 +166,7 @@ fn concurrent_sign_ins_cannot_pass_an_open_window(db: &TestDb) {
     let guessers: Vec<Browser<'_>> = (0..6).map(|_| Browser::new(&app)).collect();
     let owner = Browser::new(&other);
     for browser in guessers.iter().chain([&owner]) {
-        browser.token(); // each holds its CSRF cookie before the burst
+        browser.get("/sign-in"); // each holds its CSRF cookie and the form before the burst
     }
     let barrier = Barrier::new(guessers.len() + 1);
     let (wrong, right): (Vec<Page>, Page) = std::thread::scope(|scope| {
@@ -220,7 +221,7 @@ fn the_sms_hourly_limit_holds_under_concurrency(db: &TestDb) {
         app.accounts.create_user(new.password(PASSWORD)).unwrap();
     }
     let browsers: Vec<Browser<'_>> = phones.iter().map(|_| Browser::new(&app)).collect();
-    let tokens: Vec<String> = browsers.iter().map(Browser::token).collect();
+    let tokens: Vec<String> = browsers.iter().map(|b| b.get("/password-reset").csrf_token().unwrap()).collect();
     let pages = at_once(phones.len(), |i| {
         browsers[i].post_raw("/password-reset", &[("csrf_token", &tokens[i]), ("identifier", &phones[i])])
     });

@@ -41,6 +41,7 @@ fn alice(app: &TestApp) -> Browser<'_> {
             ("password", PASSWORD),
         ])
         .assert_redirect("/account");
+    browser.get("/account"); // where the sign-up sent her
     browser
 }
 
@@ -105,11 +106,18 @@ fn sign_up_reshows_the_form_with_messages(db: &TestDb) {
 
     let page = browser.sign_up(&[("password", PASSWORD)]);
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "no identifier at all");
+    assert!(
+        page.body.contains("Give at least one of a username, an email address or a phone number."),
+        "{}",
+        page.body
+    );
     let page = browser.sign_up(&[("username", "carol"), ("password", "12345678")]);
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.body.contains("entirely numeric"));
     let page = browser.sign_up(&[("username", "carol"), ("password", "carol123")]);
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "too similar / too common");
+    assert!(page.body.contains("The password is too similar to the username."), "{}", page.body);
+    assert!(page.body.contains("This password is too common."), "{}", page.body);
 
     alice(&app);
     let page = Browser::new(&app).sign_up(&[("email", "ALICE@example.org"), ("password", PASSWORD)]);
@@ -122,7 +130,7 @@ fn sign_up_reshows_the_form_with_messages(db: &TestDb) {
 fn twenty_parallel_sign_ups_of_one_email(db: &TestDb) {
     let app = spawn_app(db, &[]);
     let browsers: Vec<Browser> = (0..20).map(|_| Browser::new(&app)).collect();
-    let tokens: Vec<String> = browsers.iter().map(|b| b.token()).collect();
+    let tokens: Vec<String> = browsers.iter().map(|b| b.get("/sign-up").csrf_token().unwrap()).collect();
     let barrier = std::sync::Barrier::new(20);
     let statuses: Vec<StatusCode> = std::thread::scope(|s| {
         let handles: Vec<_> = browsers
@@ -161,11 +169,13 @@ fn sign_in_with_each_identifier_and_next(db: &TestDb) {
     page.assert_redirect("/verify/email");
     for evil in ["//evil.example/x", "https://evil.example", "/\\evil.example", "account"] {
         let browser = Browser::new(&app);
+        browser.get("/sign-in");
         let page = browser.post("/sign-in", &[("identifier", "alice"), ("password", PASSWORD), ("next", evil)]);
         page.assert_redirect("/account");
     }
     // the session id changes at sign-in
     let browser = Browser::new(&app);
+    browser.get("/password-reset");
     browser.post("/password-reset", &[("identifier", "nobody@example.org")]);
     let before = browser.cookie("flex_session").expect("a session for the reset request");
     browser.sign_in("alice", PASSWORD).assert_redirect("/account");
@@ -195,7 +205,9 @@ fn sign_in_failures_look_the_same_and_are_throttled(db: &TestDb) {
     }
     // keyed on the normalized identifier: the same account by its email is another key
     app.clock.advance(chrono::Duration::seconds(1));
-    browser.sign_in("ALICE", "wrong again").status.eq(&StatusCode::UNAUTHORIZED).then_some(()).unwrap();
+    let page = browser.sign_in("ALICE", "wrong again");
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "past the window, checked and refused: {}", page.body);
+    assert!(message(&page.body), "{}", page.body);
     let page = browser.sign_in("alice", PASSWORD);
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "ALICE and alice are one key");
     assert_eq!(page.header("retry-after"), Some("2"));
@@ -229,7 +241,7 @@ fn csrf_is_required_and_bound(db: &TestDb) {
 
     // a token from another visitor does not work here
     let other = Browser::new(&app);
-    let token = other.token();
+    let token = other.get("/sign-in").csrf_token().unwrap();
     let mut theirs = vec![("csrf_token", token.as_str())];
     theirs.extend_from_slice(&fields);
     assert_eq!(browser.post_raw("/sign-up", &theirs).status, StatusCode::FORBIDDEN);
@@ -237,7 +249,7 @@ fn csrf_is_required_and_bound(db: &TestDb) {
     // a signed-in session refuses a CSRF cookie planted from elsewhere
     let signed_in = alice(&app);
     let planted = Browser::new(&app);
-    let planted_token = planted.token();
+    let planted_token = planted.get("/sign-in").csrf_token().unwrap();
     let planted_cookie = planted.cookie("flex_csrf").unwrap();
     let url = app.base.parse().unwrap();
     signed_in.jar.add_cookie_str(&format!("flex_csrf={planted_cookie}; Path=/"), &url);
@@ -327,6 +339,7 @@ fn signed_out_visitors_are_sent_to_sign_in(db: &TestDb) {
         let location = page.location().unwrap();
         assert!(location.starts_with("/sign-in?next="), "{path}: {location}");
     }
+    browser.get("/sign-in"); // a form page, for a token this visitor's cookie matches
     browser.post("/account", &[("username", "x")]).assert_redirect("/sign-in?next=/account");
 }
 
@@ -504,15 +517,22 @@ fn two_instances_share_nothing_but_the_database_and_the_secret(db: &TestDb) {
     // signing out on B ends the session on A too
     on_b.post("/sign-out", &[]).assert_redirect("/");
     assert_eq!(on_a.get("/account").status, StatusCode::SEE_OTHER);
-    // the sign-up's code went out once, from one of the two workers
-    let sent = || a.emails_to("alice@example.org") + b.emails_to("alice@example.org");
+    // the sign-up's code went out once, from one of the two workers: once the outbox is done,
+    // its row was claimed once and one mail arrived
+    use diesel::prelude::*;
+    use flex_user::db::schema::outbox;
+    let rows = || -> Vec<(String, String, i32)> {
+        let mut conn = a.pool.get().unwrap();
+        outbox::table.select((outbox::recipient, outbox::status, outbox::attempts)).load(&mut *conn).unwrap()
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
-    while sent() == 0 {
-        assert!(Instant::now() < deadline, "the code was never sent");
+    while rows().iter().any(|(_, status, _)| status == "pending") {
+        assert!(Instant::now() < deadline, "the outbox never finished: {:?}", rows());
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(2500)); // both workers have polled again since
-    assert_eq!(sent(), 1);
+    let email: Vec<_> = rows().into_iter().filter(|(to, ..)| to == "alice@example.org").collect();
+    assert_eq!(email, [("alice@example.org".to_owned(), "sent".to_owned(), 1)], "one row, claimed once, sent");
+    assert_eq!(a.emails_to("alice@example.org") + b.emails_to("alice@example.org"), 1, "one mail");
 }
 
 /// The identifier rules at the two forms that take them: deliverable email addresses only, and
@@ -569,6 +589,7 @@ mod identifier_rules {
         browser.sign_up(&[("email", "\"john..doe\"@Example.org"), ("password", PASSWORD)]).assert_redirect("/account");
         let mail = app.email_to("\"john..doe\"@example.org", 0);
         let code = code_in(&mail, 6).expect("a code");
+        browser.get("/verify/email");
         browser.post("/verify/email", &[("code", &code)]).assert_redirect("/account");
         let stored = flex_user::domain::Identifier::infer("\"john..doe\"@example.org", None).unwrap();
         let user = app.accounts.find_user(&stored).unwrap().expect("the account");

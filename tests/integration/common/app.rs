@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flex_user::Accounts;
@@ -73,11 +73,13 @@ pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
     TestApp { base, smtp, sms, clock, pool, accounts, flows, system }
 }
 
-/// A browser: keeps cookies, never follows redirects.
+/// A browser: keeps cookies, never follows redirects, and posts the CSRF token of the last page
+/// it got that had a form (the page it is on), as a browser submitting that page's form does.
 pub struct Browser<'a> {
     pub app: &'a TestApp,
     pub jar: Arc<Jar>,
     client: Client,
+    page_token: Mutex<Option<String>>,
 }
 
 /// A response read whole.
@@ -119,25 +121,25 @@ impl Page {
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         let jar = Arc::new(Jar::default());
-        Browser::with_jar(app, jar)
+        Browser::with_jar(app, jar, None)
     }
 
-    fn with_jar(app: &'a TestApp, jar: Arc<Jar>) -> Self {
+    fn with_jar(app: &'a TestApp, jar: Arc<Jar>, page_token: Option<String>) -> Self {
         let client = Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        Browser { app, jar, client }
+        Browser { app, jar, client, page_token: Mutex::new(page_token) }
     }
 
-    /// The same browser (the same cookies) talking to another instance of the app.
+    /// The same browser (the same cookies, on the same page) talking to another instance of the app.
     pub fn on<'b>(&self, other: &'b TestApp) -> Browser<'b> {
-        Browser::with_jar(other, self.jar.clone())
+        Browser::with_jar(other, self.jar.clone(), self.page_token.lock().unwrap().clone())
     }
 
-    /// A second browser holding a copy of this one's cookies (a stolen cookie).
+    /// A second browser holding a copy of this one's cookies (a stolen cookie), on the same page.
     pub fn copy(&self) -> Browser<'a> {
         let url = self.app.base.parse().unwrap();
         let jar = Arc::new(Jar::default());
@@ -146,7 +148,7 @@ impl<'a> Browser<'a> {
                 jar.add_cookie_str(cookie, &url);
             }
         }
-        Browser::with_jar(self.app, jar)
+        Browser::with_jar(self.app, jar, self.page_token.lock().unwrap().clone())
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
@@ -155,28 +157,41 @@ impl<'a> Browser<'a> {
         header.to_str().ok()?.split("; ").find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
     }
 
-    fn read(response: Response) -> Page {
+    /// Reads the response whole; a page with a form becomes the page this browser is on.
+    fn read(&self, response: Response) -> Page {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.text().unwrap_or_default();
-        Page { status, headers, body }
+        let page = Page { status, headers, body };
+        let mut page_token = self.page_token.lock().unwrap();
+        if let Some(token) = page.csrf_token() {
+            *page_token = Some(token);
+        } else if page.set_cookies().iter().any(|c| c.starts_with("flex_csrf=") || c.starts_with("__Host-flex_csrf=")) {
+            // a new CSRF cookie (sign-in, sign-out) voids the page's forms: a browser would be
+            // on the page it was sent to, which the test gets
+            *page_token = None;
+        }
+        page
     }
 
     pub fn get(&self, path: &str) -> Page {
-        Self::read(self.client.get(format!("{}{path}", self.app.base)).send().expect("GET"))
+        self.read(self.client.get(format!("{}{path}", self.app.base)).send().expect("GET"))
     }
 
     /// POSTs a form exactly as given (no token added).
     pub fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        Self::read(self.client.post(format!("{}{path}", self.app.base)).form(fields).send().expect("POST"))
+        self.read(self.client.post(format!("{}{path}", self.app.base)).form(fields).send().expect("POST"))
     }
 
-    /// The CSRF token a page would put in its forms now.
+    /// The CSRF token in the forms of the last page this browser got that had one.
+    #[track_caller]
     pub fn token(&self) -> String {
-        self.get("/sign-in").csrf_token().expect("a form with a csrf_token")
+        let token = self.page_token.lock().unwrap().clone();
+        token.expect("no page with a form loaded since the CSRF cookie was set: get the form's page first")
     }
 
-    /// POSTs a form with this browser's CSRF token, as a page's form would.
+    /// POSTs a form with the CSRF token of the page this browser is on, as that page's form would.
+    #[track_caller]
     pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let token = self.token();
         let mut all = vec![("csrf_token", token.as_str())];
@@ -184,11 +199,15 @@ impl<'a> Browser<'a> {
         self.post_raw(path, &all)
     }
 
+    /// Opens the sign-up page and submits its form.
     pub fn sign_up(&self, fields: &[(&str, &str)]) -> Page {
+        self.get("/sign-up");
         self.post("/sign-up", fields)
     }
 
+    /// Opens the sign-in page and submits its form.
     pub fn sign_in(&self, identifier: &str, password: &str) -> Page {
+        self.get("/sign-in");
         self.post("/sign-in", &[("identifier", identifier), ("password", password)])
     }
 }

@@ -41,6 +41,7 @@ pub fn alice(app: &TestApp) -> Browser<'_> {
         .assert_redirect("/account");
     app.email_to(ALICE_EMAIL, 0);
     app.sms_to(ALICE_PHONE, 0);
+    browser.get("/account"); // where the sign-up sent her
     browser
 }
 
@@ -233,6 +234,7 @@ pub fn assert_signed_out(page: &Page) {
 
 pub fn request_reset<'a>(app: &'a TestApp, identifier: &str) -> Browser<'a> {
     let browser = Browser::new(app);
+    browser.get("/password-reset");
     browser.post("/password-reset", &[("identifier", identifier)]).assert_redirect("/password-reset/verify");
     browser
 }
