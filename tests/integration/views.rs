@@ -560,7 +560,7 @@ fn the_csp_scan_sees_each_kind_of_problem() {
 }
 
 /// Writes every sample page to /tmp/views/*.html with the stylesheet in /tmp/views/static/, for
-/// looking at in a browser: `cargo test --test views write_views_for_screenshots -- --ignored`.
+/// looking at in a browser: `cargo test --test integration write_views_for_screenshots -- --ignored`.
 #[test]
 #[ignore]
 fn write_views_for_screenshots() {
