@@ -136,6 +136,27 @@ pub fn end_all_for_user(conn: &mut AnyConnection, user_id: i64) -> QueryResult<u
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
 }
 
+/// A live session of a user, as a list of them shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The live sessions of a user, newest first.
+pub fn for_user(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<Vec<LiveSession>> {
+    let rows: Vec<(NaiveDateTime, NaiveDateTime)> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::expires_at.gt(db_time(now)))
+        .order(sessions::created_at.desc())
+        .select((sessions::created_at, sessions::expires_at))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(created, expires)| LiveSession { created_at: created.and_utc(), expires_at: expires.and_utc() })
+        .collect())
+}
+
 /// Deletes expired sessions.
 pub fn prune(conn: &mut AnyConnection, now: DateTime<Utc>) -> QueryResult<usize> {
     diesel::delete(sessions::table.filter(sessions::expires_at.le(db_time(now)))).execute(conn)

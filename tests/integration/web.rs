@@ -17,6 +17,7 @@ on_both_databases!(
     sign_in_with_each_identifier_and_next,
     sign_in_failures_look_the_same_and_are_throttled,
     sign_out_ends_the_session_for_copied_cookies,
+    a_users_live_sessions_are_listed_and_end_with_sign_out,
     csrf_is_required_and_bound,
     hardening_headers_sizes_and_errors,
     ip_limit_comes_before_csrf,
@@ -224,6 +225,28 @@ fn sign_out_ends_the_session_for_copied_cookies(db: &TestDb) {
     assert_eq!(browser.get("/account").location(), Some("/sign-in?next=/account"));
     let page = thief.get("/account");
     assert_eq!(page.status, StatusCode::SEE_OTHER, "a copied cookie stops working after sign-out");
+}
+
+/// The sessions table's listing for a user (the data access the sessions page will show).
+fn a_users_live_sessions_are_listed_and_end_with_sign_out(db: &TestDb) {
+    let app = spawn_app(db, &[]);
+    let first = alice(&app);
+    let id = app.accounts.find_user(&flex_user::domain::Identifier::infer("alice", None).unwrap()).unwrap().unwrap().id;
+    let second = Browser::new(&app);
+    second.sign_in("alice", PASSWORD).assert_redirect("/account");
+    let live = |app: &TestApp| {
+        let mut conn = app.pool.get().unwrap();
+        flex_user::accounts::sessions::for_user(&mut conn, id, app.accounts.now()).unwrap()
+    };
+    let sessions = live(&app);
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(sessions[0].created_at >= sessions[1].created_at, "newest first");
+    assert!(sessions.iter().all(|s| s.expires_at > app.accounts.now()));
+    first.post("/sign-out", &[]).assert_redirect("/");
+    assert_eq!(live(&app).len(), 1);
+    // past the idle timeout nothing is live
+    app.clock.advance(chrono::Duration::days(2));
+    assert!(live(&app).is_empty());
 }
 
 fn csrf_is_required_and_bound(db: &TestDb) {
