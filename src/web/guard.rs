@@ -297,7 +297,7 @@ pub async fn ip_limit(
             Ok(Ok(())) => {}
             Ok(Err(retry_after_secs)) => {
                 let ip = state.ip_limit.client_ip(req.request());
-                tracing::info!(ip = ?ip, path = req.path(), "throttled: per-IP POST limit");
+                tracing::info!(ip = ip.map(tracing::field::display), path = req.path(), "throttled: per-IP POST limit");
                 let form_token = csrf::refusal_token(req.request(), state);
                 let page = refusal_page(
                     req.request(),

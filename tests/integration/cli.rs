@@ -192,6 +192,26 @@ fn serve_starts_on_a_fresh_sqlite_file_and_answers_healthz() {
     assert!(stdout.contains(&format!("http://127.0.0.1:{port}")), "prints the URL: {stdout:?}");
 }
 
+/// Logs written to a file or a pipe are plain text: no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
+    cmd.env_clear().current_dir(dir.path()).env("FLEX_USER_BIND", "127.0.0.1:0");
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut server = Server(child);
+    let mut stderr = std::io::BufReader::new(server.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("starting") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the log ended before start-up: {seen}");
+        seen.push_str(&line);
+    }
+    assert!(!seen.contains('\u{1b}'), "no escape codes in {seen:?}");
+    assert!(seen.contains(" INFO "), "{seen}");
+}
+
 #[test]
 fn serve_on_port_zero_prints_the_port_it_got() {
     use std::io::BufRead as _;

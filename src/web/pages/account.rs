@@ -119,11 +119,15 @@ pub async fn update(
     match state.hashing(move |flows| flows.change_identifiers(&checked, changes, &current)).await? {
         Form::Done(updated) => {
             if updated.before != updated.after {
-                tracing::info!(event = "identifiers_changed", user_id = user.id, ip = ?visitor.ip,
+                tracing::info!(
+                    event = "identifiers_changed",
+                    user_id = user.id,
+                    ip = visitor.ip.map(tracing::field::display),
                     email_changed = updated.before.email != updated.after.email,
                     phone_changed = updated.before.phone != updated.after.phone,
                     username_changed = updated.before.username != updated.after.username,
-                    "identifiers changed");
+                    "identifiers changed"
+                );
             }
             Ok(see_other(PATH))
         }
@@ -171,7 +175,12 @@ pub async fn change_password(
         return reshow(FormErrors::default().with_field("current_password", "That is not your current password."))
             .await;
     }
-    tracing::info!(event = "password_changed", user_id = user.id, ip = ?visitor.ip, "password changed");
+    tracing::info!(
+        event = "password_changed",
+        user_id = user.id,
+        ip = visitor.ip.map(tracing::field::display),
+        "password changed"
+    );
     // Every session of the user was deleted; this one carries on under a new id.
     visitor.session.renew();
     Ok(see_other(PATH))

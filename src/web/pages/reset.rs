@@ -66,7 +66,12 @@ pub async fn request(
     let started = std::time::Instant::now();
     let pending = state.flow(move |flows| flows.request_reset(&identifier)).await?;
     // the account (when one matched) is for the operator's log only; the answer is the same
-    tracing::info!(event = "password_reset_requested", user_id = ?pending.user_id(), ip = ?visitor.ip, "password reset requested");
+    tracing::info!(
+        event = "password_reset_requested",
+        user_id = pending.user_id(),
+        ip = visitor.ip.map(tracing::field::display),
+        "password reset requested"
+    );
     visitor.session.set_reset(&pending)?;
     answer_no_sooner_than_the_floor(started).await;
     Ok(see_other("/password-reset/verify"))
@@ -152,10 +157,20 @@ pub async fn set_new(
     if !done {
         // void: the account's credentials or that channel changed, or this proof was used
         visitor.session.clear_reset();
-        tracing::info!(event = "password_reset_void", user_id, ip = ?visitor.ip, "password reset void");
+        tracing::info!(
+            event = "password_reset_void",
+            user_id,
+            ip = visitor.ip.map(tracing::field::display),
+            "password reset void"
+        );
         return Ok(see_other("/password-reset"));
     }
-    tracing::info!(event = "password_reset", user_id, ip = ?visitor.ip, "password reset; all sessions ended");
+    tracing::info!(
+        event = "password_reset",
+        user_id,
+        ip = visitor.ip.map(tracing::field::display),
+        "password reset; all sessions ended"
+    );
     // Every session of the user is gone; this one ends too (it may be anonymous).
     visitor.session.sign_out();
     Ok(signed_out_response(&state, "/sign-in"))
