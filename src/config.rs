@@ -69,6 +69,16 @@ impl Default for OtpPolicy {
     }
 }
 
+/// How log lines are written (`FLEX_USER_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One readable line per event (colour only at a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: DatabaseUrl,
@@ -95,6 +105,8 @@ pub struct Settings {
     /// Reverse proxies whose `X-Forwarded-For` is believed (`FLEX_USER_TRUSTED_PROXIES`,
     /// comma-separated IPs). Empty: the client is the socket's peer.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `text` (the default) or `json`.
+    pub log_format: LogFormat,
 }
 
 /// Seconds read from a bounded setting, as the one duration type every layer takes (the bounds
@@ -230,6 +242,11 @@ impl Settings {
             })
             .transpose()?
             .unwrap_or_default();
+        let log_format = match get("FLEX_USER_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(err("FLEX_USER_LOG_FORMAT", format!("{other:?}: use text or json"))),
+        };
 
         Ok(Settings {
             database_url,
@@ -249,6 +266,7 @@ impl Settings {
             session_idle,
             session_max_age,
             trusted_proxies,
+            log_format,
         })
     }
 }
@@ -291,6 +309,12 @@ mod tests {
     }
 
     #[test]
+    fn log_format_is_text_unless_json_is_asked_for() {
+        assert_eq!(settings(&[]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(settings(&[("FLEX_USER_LOG_FORMAT", "json")]).unwrap().log_format, LogFormat::Json);
+    }
+
+    #[test]
     fn contract_configuration_errors() {
         assert!(error(&[("FLEX_USER_EMAIL_BACKEND", "smtp")]).starts_with("FLEX_USER_SMTP_URL:"));
         assert!(error(&[("FLEX_USER_SMS_BACKEND", "webhook")]).starts_with("FLEX_USER_SMS_WEBHOOK_URL:"));
@@ -302,6 +326,7 @@ mod tests {
         assert!(error(&[("FLEX_USER_DEFAULT_REGION", "XX")]).starts_with("FLEX_USER_DEFAULT_REGION:"));
         assert!(error(&[("FLEX_USER_BIND", "nowhere")]).starts_with("FLEX_USER_BIND:"));
         assert!(error(&[("FLEX_USER_EMAIL_BACKEND", "pigeon")]).starts_with("FLEX_USER_EMAIL_BACKEND:"));
+        assert!(error(&[("FLEX_USER_LOG_FORMAT", "xml")]).starts_with("FLEX_USER_LOG_FORMAT:"));
         for e in [error(&[("FLEX_USER_OTP_LENGTH", "3")]), error(&[("FLEX_USER_SECRET_KEY", "abcd")])] {
             assert!(!e.contains('\n'));
         }

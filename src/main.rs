@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use flex_user::accounts::{Accounts, CreateUserError, FieldErrors, NewUser};
-use flex_user::config::Settings;
+use flex_user::config::{LogFormat, Settings};
 use flex_user::delivery::Senders;
 use flex_user::flows::Flows;
 use flex_user::{db, web};
@@ -92,7 +92,7 @@ fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Serve => serve(settings),
         Command::Migrate => {
-            init_logging();
+            init_logging(settings.log_format);
             let mut conn = settings.database_url.connect().map_err(|e| e.to_string())?;
             let applied = db::migrate(&mut conn).map_err(|e| e.to_string())?;
             println!("applied {applied} migration(s) to {}", settings.database_url);
@@ -103,15 +103,18 @@ fn run(command: Command) -> Result<(), String> {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // colour only for a person at a terminal: a file or a pipe gets plain text
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        // colour only for a person at a terminal: a file or a pipe gets plain text
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
 }
 
 fn serve(settings: Settings) -> Result<(), String> {
-    init_logging();
+    init_logging(settings.log_format);
     // Everything that can fail on bad configuration comes first, so a failure is one line.
     let pool = db::connect(&settings.database_url, 16).map_err(|e| e.to_string())?;
     let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;

@@ -212,6 +212,26 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(seen.contains(" INFO "), "{seen}");
 }
 
+/// `FLEX_USER_LOG_FORMAT=json`: every log line is one JSON object, for log shippers.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
+    cmd.env_clear().current_dir(dir.path()).env("FLEX_USER_BIND", "127.0.0.1:0").env("FLEX_USER_LOG_FORMAT", "json");
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut server = Server(child);
+    let mut stderr = std::io::BufReader::new(server.0.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &serde_json::Value| l["fields"]["message"] == "starting") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the log ended before start-up: {lines:?}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(value["level"].is_string() && value["timestamp"].is_string(), "{value}");
+        lines.push(value);
+    }
+}
+
 #[test]
 fn serve_on_port_zero_prints_the_port_it_got() {
     use std::io::BufRead as _;
