@@ -50,10 +50,20 @@ struct ResetTarget {
     credential_version: i32,
 }
 
+impl ResetTarget {
+    /// True when `token` is the one the code went to (same row, account, channel and address).
+    fn is_token(&self, token: &OtpToken) -> bool {
+        token.id == self.token_id
+            && token.user_id == self.user_id
+            && token.channel == self.channel
+            && token.address == self.address
+    }
+}
+
 impl PendingReset {
-    /// True once the code was proven, within the code lifetime of the proof.
-    pub fn is_proven(&self, now: DateTime<Utc>, ttl: chrono::Duration) -> bool {
-        self.target.is_some() && self.proven_at.is_some_and(|at| now < at + ttl)
+    /// The target, once the code was proven, within the code lifetime of the proof.
+    fn proven_target(&self, now: DateTime<Utc>, ttl: chrono::Duration) -> Option<&ResetTarget> {
+        self.target.as_ref().filter(|_| self.proven_at.is_some_and(|at| now < at + ttl))
     }
 
     fn proven(mut self, now: DateTime<Utc>) -> PendingReset {
@@ -408,9 +418,7 @@ impl Flows {
         if users::credential_version(conn, target.user_id)? != Some(target.credential_version) {
             return Ok(false);
         }
-        Ok(tokens::find_by_id(conn, target.token_id)?.is_some_and(|token| {
-            token.user_id == target.user_id && token.channel == target.channel && token.address == target.address
-        }))
+        Ok(tokens::find_by_id(conn, target.token_id)?.is_some_and(|token| target.is_token(&token)))
     }
 
     /// `POST /password-reset/verify`: the code is checked only against the account this session
@@ -440,14 +448,14 @@ impl Flows {
         Ok(ResetCheck::Proven(pending.clone().proven(now)))
     }
 
-    /// True when `pending` was proven within the code lifetime.
-    fn reset_is_proven(&self, pending: &PendingReset) -> bool {
-        pending.is_proven(self.now(), self.accounts.keys().ttl)
+    /// The target of `pending` if its code was proven within the code lifetime.
+    fn proven_target<'a>(&self, pending: &'a PendingReset) -> Option<&'a ResetTarget> {
+        pending.proven_target(self.now(), self.accounts.keys().ttl)
     }
 
     /// True when `pending` was proven within the code lifetime and still holds.
     pub fn reset_holds(&self, pending: &PendingReset) -> anyhow::Result<bool> {
-        match pending.target.as_ref().filter(|_| self.reset_is_proven(pending)) {
+        match self.proven_target(pending) {
             Some(target) => self.target_holds(&mut *self.accounts.conn()?, target),
             None => Ok(false),
         }
@@ -459,12 +467,10 @@ impl Flows {
     /// `Ok(false)`: the reset is not proven, or void (something it depends on changed, or it
     /// was already used); nothing changed.
     pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str) -> anyhow::Result<bool> {
-        let Some(target) = pending.target.as_ref().filter(|_| self.reset_is_proven(pending)) else { return Ok(false) };
+        let Some(target) = self.proven_target(pending) else { return Ok(false) };
         let now = self.now();
         let done = self.transaction(|conn| {
-            let Some(token) = tokens::find_by_id(conn, target.token_id)?
-                .filter(|t| t.user_id == target.user_id && t.channel == target.channel && t.address == target.address)
-            else {
+            let Some(token) = tokens::find_by_id(conn, target.token_id)?.filter(|t| target.is_token(t)) else {
                 return Ok(false);
             };
             // the claim: exactly one completion per credential version
