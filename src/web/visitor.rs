@@ -28,6 +28,11 @@ impl Visitor {
         }
     }
 
+    /// The client's IP as a log field: `ip=203.0.113.7`, or no field when unknown.
+    pub fn log_ip(&self) -> Option<tracing::field::DisplayValue<std::net::IpAddr>> {
+        self.ip.map(tracing::field::display)
+    }
+
     /// The user, or a redirect to sign in and come back to `path`.
     pub fn require_user(&self, path: &str) -> Result<&User, AppError> {
         self.user.as_ref().ok_or_else(|| AppError::Redirect(format!("/sign-in?next={}", url_encode(path))))

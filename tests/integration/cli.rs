@@ -192,22 +192,28 @@ fn serve_starts_on_a_fresh_sqlite_file_and_answers_healthz() {
     assert!(stdout.contains(&format!("http://127.0.0.1:{port}")), "prints the URL: {stdout:?}");
 }
 
-/// Logs written to a file or a pipe are plain text: no ANSI colour codes.
-#[test]
-fn logs_to_a_pipe_carry_no_colour_codes() {
+/// What `serve` logs to a pipe up to and including its "starting" line, with `env` set.
+fn start_up_log(env: &[(&str, &str)]) -> Vec<String> {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
-    cmd.env_clear().current_dir(dir.path()).env("FLEX_USER_BIND", "127.0.0.1:0");
+    cmd.env_clear().current_dir(dir.path()).env("FLEX_USER_BIND", "127.0.0.1:0").envs(env.iter().copied());
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut server = Server(child);
     let mut stderr = std::io::BufReader::new(server.0.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("starting") {
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.last().is_some_and(|l| l.contains("starting")) {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the log ended before start-up: {seen}");
-        seen.push_str(&line);
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the log ended before start-up: {lines:?}");
+        lines.push(line);
     }
+    lines
+}
+
+/// Logs written to a file or a pipe are plain text: no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let seen = start_up_log(&[]).concat();
     assert!(!seen.contains('\u{1b}'), "no escape codes in {seen:?}");
     assert!(seen.contains(" INFO "), "{seen}");
 }
@@ -215,21 +221,13 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 /// `FLEX_USER_LOG_FORMAT=json`: every log line is one JSON object, for log shippers.
 #[test]
 fn json_logs_are_one_object_per_line() {
-    use std::io::BufRead as _;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
-    cmd.env_clear().current_dir(dir.path()).env("FLEX_USER_BIND", "127.0.0.1:0").env("FLEX_USER_LOG_FORMAT", "json");
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut server = Server(child);
-    let mut stderr = std::io::BufReader::new(server.0.stderr.take().unwrap());
-    let mut lines = Vec::new();
-    while !lines.iter().any(|l: &serde_json::Value| l["fields"]["message"] == "starting") {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the log ended before start-up: {lines:?}");
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let lines = start_up_log(&[("FLEX_USER_LOG_FORMAT", "json")]);
+    for line in &lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
         assert!(value["level"].is_string() && value["timestamp"].is_string(), "{value}");
-        lines.push(value);
     }
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["fields"]["message"], "starting");
 }
 
 #[test]

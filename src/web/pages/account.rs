@@ -122,7 +122,7 @@ pub async fn update(
                 tracing::info!(
                     event = "identifiers_changed",
                     user_id = user.id,
-                    ip = visitor.ip.map(tracing::field::display),
+                    ip = visitor.log_ip(),
                     email_changed = updated.before.email != updated.after.email,
                     phone_changed = updated.before.phone != updated.after.phone,
                     username_changed = updated.before.username != updated.after.username,
@@ -175,12 +175,7 @@ pub async fn change_password(
         return reshow(FormErrors::default().with_field("current_password", "That is not your current password."))
             .await;
     }
-    tracing::info!(
-        event = "password_changed",
-        user_id = user.id,
-        ip = visitor.ip.map(tracing::field::display),
-        "password changed"
-    );
+    tracing::info!(event = "password_changed", user_id = user.id, ip = visitor.log_ip(), "password changed");
     // Every session of the user was deleted; this one carries on under a new id.
     visitor.session.renew();
     Ok(see_other(PATH))

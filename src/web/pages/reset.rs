@@ -69,7 +69,7 @@ pub async fn request(
     tracing::info!(
         event = "password_reset_requested",
         user_id = pending.user_id(),
-        ip = visitor.ip.map(tracing::field::display),
+        ip = visitor.log_ip(),
         "password reset requested"
     );
     visitor.session.set_reset(&pending)?;
@@ -157,20 +157,10 @@ pub async fn set_new(
     if !done {
         // void: the account's credentials or that channel changed, or this proof was used
         visitor.session.clear_reset();
-        tracing::info!(
-            event = "password_reset_void",
-            user_id,
-            ip = visitor.ip.map(tracing::field::display),
-            "password reset void"
-        );
+        tracing::info!(event = "password_reset_void", user_id, ip = visitor.log_ip(), "password reset void");
         return Ok(see_other("/password-reset"));
     }
-    tracing::info!(
-        event = "password_reset",
-        user_id,
-        ip = visitor.ip.map(tracing::field::display),
-        "password reset; all sessions ended"
-    );
+    tracing::info!(event = "password_reset", user_id, ip = visitor.log_ip(), "password reset; all sessions ended");
     // Every session of the user is gone; this one ends too (it may be anonymous).
     visitor.session.sign_out();
     Ok(signed_out_response(&state, "/sign-in"))

@@ -61,12 +61,7 @@ pub async fn submit(
     match state.hashing(move |flows| flows.sign_in(&typed_identifier, &password)).await? {
         SignIn::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
-            tracing::info!(
-                event = "sign_in_throttled",
-                ip = visitor.ip.map(tracing::field::display),
-                retry_after = secs,
-                "sign-in throttled"
-            );
+            tracing::info!(event = "sign_in_throttled", ip = visitor.log_ip(), retry_after = secs, "sign-in throttled");
             let page = reshow(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!("Too many failed attempts. Try again in {}.", seconds(secs)),
@@ -74,16 +69,11 @@ pub async fn submit(
             Ok(too_many(page, secs))
         }
         SignIn::Wrong => {
-            tracing::info!(event = "sign_in_failed", ip = visitor.ip.map(tracing::field::display), "sign-in failed");
+            tracing::info!(event = "sign_in_failed", ip = visitor.log_ip(), "sign-in failed");
             Ok(reshow(StatusCode::UNAUTHORIZED, NO_MATCH.to_owned()))
         }
         SignIn::SignedIn(user) => {
-            tracing::info!(
-                event = "sign_in",
-                user_id = user.id,
-                ip = visitor.ip.map(tracing::field::display),
-                "signed in"
-            );
+            tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), "signed in");
             signed_in_response(&state, &visitor, user.id, local_path(&next).unwrap_or("/account"))
         }
     }
@@ -91,12 +81,7 @@ pub async fn submit(
 
 pub async fn sign_out(state: web::Data<AppState>, visitor: Visitor) -> HttpResponse {
     if let Some(user) = &visitor.user {
-        tracing::info!(
-            event = "sign_out",
-            user_id = user.id,
-            ip = visitor.ip.map(tracing::field::display),
-            "signed out"
-        );
+        tracing::info!(event = "sign_out", user_id = user.id, ip = visitor.log_ip(), "signed out");
     }
     visitor.session.sign_out();
     signed_out_response(&state, "/")

@@ -79,12 +79,7 @@ pub async fn submit(
     let created = state.hashing(move |flows| flows.sign_up(new, &flows.hash(&password)?)).await?;
     match created {
         Form::Done(user) => {
-            tracing::info!(
-                event = "sign_up",
-                user_id = user.id,
-                ip = visitor.ip.map(tracing::field::display),
-                "signed up"
-            );
+            tracing::info!(event = "sign_up", user_id = user.id, ip = visitor.log_ip(), "signed up");
             signed_in_response(&state, &visitor, user.id, "/account")
         }
         Form::Invalid(field_errors) => Ok(reshow(form_errors(&field_errors))),

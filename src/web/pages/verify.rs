@@ -81,7 +81,7 @@ pub async fn check(
     let checked = token.clone();
     match web::block(move || flows.accounts.check_password(&checked, &code)).await? {
         Ok(true) => {
-            tracing::info!(event = "verified", user_id = token.user_id, channel = %token.channel, ip = visitor.ip.map(tracing::field::display), "address verified");
+            tracing::info!(event = "verified", user_id = token.user_id, channel = %token.channel, ip = visitor.log_ip(), "address verified");
             Ok(see_other("/account"))
         }
         Ok(false) => {
@@ -91,7 +91,7 @@ pub async fn check(
         }
         Err(CheckError::Throttled(throttled)) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
-            tracing::info!(event = "code_throttled", user_id = token.user_id, channel = %token.channel, ip = visitor.ip.map(tracing::field::display), "code check throttled");
+            tracing::info!(event = "code_throttled", user_id = token.user_id, channel = %token.channel, ip = visitor.log_ip(), "code check throttled");
             Ok(too_many(html(StatusCode::TOO_MANY_REQUESTS, &view(&visitor, &token, wait_errors(secs))), secs))
         }
         Err(CheckError::NoToken) => Ok(see_other("/account")),
