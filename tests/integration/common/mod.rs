@@ -51,6 +51,10 @@ impl TestDb {
                 })
             }
             Backend::Postgres => {
+                // before this process's first TLS-capable connection: OpenSSL without its exit-time
+                // cleanup, which would free its tables under pool threads still connecting when
+                // the test binary exits (a SIGSEGV after every test passed)
+                flex_user::db::init_openssl();
                 let admin = admin_url();
                 let mut conn = match PgConnection::establish(&admin) {
                     Ok(conn) => conn,
