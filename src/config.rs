@@ -3,6 +3,7 @@
 
 use chrono::Duration;
 use std::path::PathBuf;
+use std::time::Duration as StdDuration;
 
 use lettre::message::Mailbox;
 use url::Url;
@@ -54,6 +55,33 @@ impl Default for HashCost {
     }
 }
 
+/// How big the argon2 pool is (`FLEX_USER_HASH_THREADS`, `FLEX_USER_HASH_QUEUE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashPoolSize {
+    /// Threads hashing at once, each with its own buffer: one per core by default.
+    pub threads: usize,
+    /// Requests admitted beyond those being hashed, waiting their turn.
+    pub queue: usize,
+    /// A job that waited longer than this is refused rather than hashed.
+    pub max_wait: StdDuration,
+}
+
+impl HashPoolSize {
+    /// Queued requests per hashing thread by default: at ~25 ms a hash, a full queue is under a
+    /// second of waiting.
+    pub const QUEUE_PER_THREAD: usize = 32;
+
+    pub fn for_threads(threads: usize) -> HashPoolSize {
+        HashPoolSize { threads, queue: threads * Self::QUEUE_PER_THREAD, max_wait: StdDuration::from_secs(10) }
+    }
+}
+
+impl Default for HashPoolSize {
+    fn default() -> Self {
+        Self::for_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}
+
 /// How one-time codes are made and throttled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OtpPolicy {
@@ -67,6 +95,17 @@ impl Default for OtpPolicy {
     fn default() -> Self {
         Self { ttl: Duration::seconds(900), length: 6, resend_cooldown: Duration::seconds(60), daily_limit: 10 }
     }
+}
+
+/// Where the secret key came from (for the start-up log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretKeySource {
+    /// `FLEX_USER_SECRET_KEY`.
+    Variable,
+    /// `FLEX_USER_SECRET_KEY_FILE`: read from the file, or made now and written there.
+    File { path: PathBuf, created: bool },
+    /// Neither was set: a random key for this process only (the contract's default).
+    Random,
 }
 
 /// How log lines are written (`FLEX_USER_LOG_FORMAT`).
@@ -88,8 +127,7 @@ pub struct Settings {
     /// address (so it can follow the port actually bound, e.g. for port 0).
     pub public_url_is_default: bool,
     pub secret_key: SecretKey,
-    /// True when no `FLEX_USER_SECRET_KEY` was given and a random one is in use.
-    pub secret_key_is_random: bool,
+    pub secret_key_source: SecretKeySource,
     pub email_backend: EmailBackend,
     pub email_from: Mailbox,
     pub sms_backend: SmsBackend,
@@ -98,6 +136,8 @@ pub struct Settings {
     pub sms_hourly_limit: u32,
     pub default_region: Option<Region>,
     pub hash_cost: HashCost,
+    /// Threads and queue of the argon2 pool (`FLEX_USER_HASH_THREADS`, `FLEX_USER_HASH_QUEUE`).
+    pub hash_pool: HashPoolSize,
     /// Sessions end after this long unused (`FLEX_USER_SESSION_IDLE`, seconds; 1 day).
     pub session_idle: Duration,
     /// ... and at this age whatever happens (`FLEX_USER_SESSION_MAX_AGE`, seconds; 2 weeks).
@@ -147,9 +187,20 @@ impl Settings {
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
             .ok_or_else(|| err("FLEX_USER_PUBLIC_URL", format!("{public_url:?} is not an http(s) URL")))?;
 
-        let (secret_key, secret_key_is_random) = match get("FLEX_USER_SECRET_KEY") {
-            Some(text) => (SecretKey::parse(&text).map_err(|m| err("FLEX_USER_SECRET_KEY", m))?, false),
-            None => (SecretKey::random(), true),
+        let (secret_key, secret_key_source) = match (get("FLEX_USER_SECRET_KEY"), get("FLEX_USER_SECRET_KEY_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(err("FLEX_USER_SECRET_KEY_FILE", "set it or FLEX_USER_SECRET_KEY, not both"));
+            }
+            (Some(text), None) => {
+                (SecretKey::parse(&text).map_err(|m| err("FLEX_USER_SECRET_KEY", m))?, SecretKeySource::Variable)
+            }
+            (None, Some(path)) => {
+                let path = PathBuf::from(path);
+                let (key, created) =
+                    SecretKey::load_or_create(&path).map_err(|m| err("FLEX_USER_SECRET_KEY_FILE", m))?;
+                (key, SecretKeySource::File { path, created })
+            }
+            (None, None) => (SecretKey::random(), SecretKeySource::Random),
         };
 
         let email_backend = match get("FLEX_USER_EMAIL_BACKEND").as_deref().unwrap_or("console") {
@@ -228,6 +279,14 @@ impl Settings {
             return Err(err("FLEX_USER_ARGON2_MEMORY_KIB", "must be at least 8 KiB per lane of parallelism"));
         }
 
+        let cores = HashPoolSize::default().threads as u64;
+        let threads = number("FLEX_USER_HASH_THREADS", cores, 1..=1024)? as usize;
+        let hash_pool = HashPoolSize {
+            queue: number("FLEX_USER_HASH_QUEUE", (threads * HashPoolSize::QUEUE_PER_THREAD) as u64, 0..=1_000_000)?
+                as usize,
+            ..HashPoolSize::for_threads(threads)
+        };
+
         let session_idle = seconds(number("FLEX_USER_SESSION_IDLE", DAY, 60..=365 * DAY)?);
         let session_max_age = seconds(number("FLEX_USER_SESSION_MAX_AGE", 14 * DAY, 60..=365 * DAY)?);
         let trusted_proxies = get("FLEX_USER_TRUSTED_PROXIES")
@@ -254,7 +313,7 @@ impl Settings {
             public_url,
             public_url_is_default,
             secret_key,
-            secret_key_is_random,
+            secret_key_source,
             email_backend,
             email_from,
             sms_backend,
@@ -263,6 +322,7 @@ impl Settings {
             sms_hourly_limit,
             default_region,
             hash_cost,
+            hash_pool,
             session_idle,
             session_max_age,
             trusted_proxies,
@@ -292,7 +352,7 @@ mod tests {
         assert_eq!(s.database_url, DatabaseUrl::Sqlite("flex-user.db".into()));
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
-        assert!(s.secret_key_is_random);
+        assert_eq!(s.secret_key_source, SecretKeySource::Random);
         assert!(matches!(s.email_backend, EmailBackend::Console));
         assert!(matches!(s.sms_backend, SmsBackend::Console));
         assert_eq!(s.email_from.email.to_string(), "no-reply@localhost");
@@ -352,7 +412,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.database_url, DatabaseUrl::Postgres("postgres://u@localhost/db".into()));
-        assert!(!s.secret_key_is_random);
+        assert_eq!(s.secret_key_source, SecretKeySource::Variable);
         assert_eq!(s.otp.ttl, Duration::seconds(300));
         assert_eq!(s.otp.length, 8);
         assert_eq!(s.otp.daily_limit, 5);

@@ -297,7 +297,7 @@ impl Flows {
         if changes.alter_addresses(user) && user.has_usable_password() {
             let message = if current_password.is_empty() {
                 Some("Enter your current password to change or remove your email or phone.")
-            } else if !self.passwords().verify(&user.password.0, current_password) {
+            } else if !self.passwords().verify(&user.password.0, current_password)? {
                 Some("That is not your current password.")
             } else {
                 None
@@ -354,7 +354,7 @@ impl Flows {
     /// session of the user ends (the caller renews its own). `Ok(false)`: wrong current password.
     /// Argon2 twice: call through the hashing limit.
     pub fn change_password(&self, user: &User, current: &str, new: &NewPassword) -> anyhow::Result<bool> {
-        if !self.passwords().verify(&user.password.0, current) {
+        if !self.passwords().verify(&user.password.0, current)? {
             return Ok(false);
         }
         let hash = self.hash(new)?;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use flex_user::accounts::{Accounts, CreateUserError, FieldErrors, NewUser};
-use flex_user::config::{LogFormat, Settings};
+use flex_user::config::{LogFormat, SecretKeySource, Settings};
 use flex_user::delivery::Senders;
 use flex_user::flows::Flows;
 use flex_user::{db, web};
@@ -120,9 +120,22 @@ fn serve(settings: Settings) -> Result<(), String> {
     let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
     let listener = TcpListener::bind(&settings.bind)
         .map_err(|e| format!("FLEX_USER_BIND: cannot listen on {}: {e}", settings.bind))?;
-    if settings.secret_key_is_random {
+    match &settings.secret_key_source {
+        SecretKeySource::Random => tracing::warn!(
+            "FLEX_USER_SECRET_KEY is not set: using a random key, so sessions and codes end when the process does \
+             (set FLEX_USER_SECRET_KEY_FILE=PATH to keep one across restarts)"
+        ),
+        SecretKeySource::File { path, created: true } => {
+            tracing::info!(path = %path.display(), "made a new secret key and kept it (mode 0600)")
+        }
+        SecretKeySource::File { path, created: false } => tracing::info!(path = %path.display(), "secret key read"),
+        SecretKeySource::Variable => {}
+    }
+    let key_is_new =
+        matches!(settings.secret_key_source, SecretKeySource::Random | SecretKeySource::File { created: true, .. });
+    if key_is_new && settings.database_url.is_postgres() {
         tracing::warn!(
-            "FLEX_USER_SECRET_KEY is not set: using a random key, so sessions and codes end when the process does"
+            "with PostgreSQL, every instance must use the same key: set FLEX_USER_SECRET_KEY to one value on all of them"
         );
     }
     tracing::info!(database = %settings.database_url, bind = %settings.bind, "starting");

@@ -42,6 +42,33 @@ impl SecretKey {
         SecretKey(bytes)
     }
 
+    /// The key kept in the file at `path`, or, when there is no file yet, a new random one
+    /// written there first (hex, readable by the owner only). `Ok((key, true))` when it was made
+    /// now. Two processes starting at once agree: the file is created exclusively, and the one
+    /// that loses reads the winner's key.
+    pub fn load_or_create(path: &std::path::Path) -> Result<(SecretKey, bool), String> {
+        use std::io::Write as _;
+        let read = |path: &std::path::Path| -> Result<SecretKey, String> {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            SecretKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(mut file) => {
+                let key = SecretKey::random();
+                file.write_all(format!("{}\n", hex::encode(&key.0)).as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok((key, true))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((read(path)?, false)),
+            Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        }
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -107,6 +134,24 @@ mod tests {
         assert_ne!(h, b.keyed_hash("throttle", b"alice"));
         assert_ne!(h, a.keyed_hash("csrf", b"alice"));
         assert_ne!(h, a.keyed_hash("throttle", b"bob"));
+    }
+
+    #[test]
+    fn a_key_file_is_made_once_private_and_then_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.key");
+        let (made, created) = SecretKey::load_or_create(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let (again, created) = SecretKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(again, made);
+        std::fs::write(&path, "short").unwrap();
+        assert!(SecretKey::load_or_create(&path).unwrap_err().contains("secret.key"));
     }
 
     #[test]

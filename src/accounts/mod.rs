@@ -4,6 +4,7 @@
 //! Every call is blocking (database and argon2 work): async callers run it on a blocking
 //! thread (`web::block`, `spawn_blocking`).
 
+mod hash_pool;
 mod passwords;
 pub mod sessions;
 pub mod throttle;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
+pub use hash_pool::{Admission, Busy, Load as HashLoad};
 pub use passwords::Passwords;
 pub use throttle::Throttled;
 pub use tokens::{Channel, CheckError, OtpCode, OtpToken, Purpose};
@@ -39,7 +41,7 @@ impl Accounts {
     pub fn new(pool: Pool, settings: &Settings) -> anyhow::Result<Accounts> {
         Ok(Accounts {
             pool,
-            passwords: Arc::new(Passwords::new(settings.hash_cost)?),
+            passwords: Arc::new(Passwords::new(settings.hash_cost, settings.hash_pool)?),
             keys: Arc::new(tokens::CodeKeys {
                 secret: settings.secret_key.clone(),
                 length: settings.otp.length,
@@ -141,7 +143,7 @@ impl Accounts {
         match Identifier::infer(identifier, self.default_region) {
             Ok(identifier) => self.authenticate_identifier(&identifier, password),
             Err(_) => {
-                self.passwords.verify_dummy(password);
+                self.passwords.verify_dummy(password)?;
                 Ok(None)
             }
         }
@@ -150,10 +152,10 @@ impl Accounts {
     pub fn authenticate_identifier(&self, identifier: &Identifier, password: &str) -> anyhow::Result<Option<User>> {
         let user = self.find_user(identifier)?;
         let Some(user) = user else {
-            self.passwords.verify_dummy(password);
+            self.passwords.verify_dummy(password)?;
             return Ok(None);
         };
-        if !self.passwords.verify(&user.password.0, password) || !user.is_active {
+        if !self.passwords.verify(&user.password.0, password)? || !user.is_active {
             return Ok(None);
         }
         if self.passwords.needs_rehash(&user.password.0) {

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use super::session::UserSession;
 use super::views::{Chrome, ErrorView};
+use crate::accounts::Busy;
 use crate::flows::Flows;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +26,21 @@ pub enum AppError {
     TooLarge,
     #[error("too many requests")]
     TooMany { retry_after_secs: u64 },
+    /// The password-hashing pool is full: shed, not queued.
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    Busy(#[from] Busy),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        // a job that waited past the pool's bound comes back through the flow as an error
+        match e.downcast::<Busy>() {
+            Ok(busy) => AppError::Busy(busy),
+            Err(e) => AppError::Unexpected(e),
+        }
+    }
 }
 
 impl From<actix_web::error::BlockingError> for AppError {
@@ -49,6 +63,7 @@ impl ResponseError for AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,7 +78,9 @@ impl ResponseError for AppError {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
         let retry_after = match self {
-            AppError::TooMany { retry_after_secs } => Some(*retry_after_secs),
+            AppError::TooMany { retry_after_secs } | AppError::Busy(Busy { retry_after_secs }) => {
+                Some(*retry_after_secs)
+            }
             _ => None,
         };
         error_page(self.status_code(), None, retry_after)
@@ -79,6 +96,7 @@ pub fn error_page(status: StatusCode, chrome: Option<Chrome>, retry_after_secs: 
         429 => ErrorView::too_many_requests(chrome, retry_after_secs.unwrap_or(1)),
         400 => ErrorView::new(chrome, 400, "Bad request", "The form could not be read. Go back and try again."),
         405 => ErrorView::new(chrome, 405, "Not allowed", "This page cannot be used that way."),
+        503 if retry_after_secs.is_some() => ErrorView::busy(chrome, retry_after_secs.unwrap_or(1)),
         503 => ErrorView::new(
             chrome,
             503,

@@ -62,20 +62,15 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub ip_limit: IpLimit,
     pub cookies: Cookies,
-    /// About one argon2 hash per core at a time: a sign-in flood queues here instead of
-    /// taking memory (19 MiB a hash) on hundreds of blocking threads.
-    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     pub fn new(flows: Flows, settings: Settings) -> AppState {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AppState {
             ip_limit: IpLimit::new(&settings, flows.accounts.pool().clone(), flows.accounts.clock()),
             cookies: Cookies::for_settings(&settings),
             flows,
             settings: Arc::new(settings),
-            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
         }
     }
 
@@ -89,13 +84,19 @@ impl AppState {
         Ok(web::block(move || f(&flows)).await??)
     }
 
-    /// [`AppState::flow`] for work that hashes passwords (argon2), behind the hashing limit.
+    /// [`AppState::flow`] for work that hashes passwords (argon2). It first takes a place in the
+    /// hashing pool, before anything is read or counted: when the pool is full the answer is 503
+    /// at once, the same for every account, and no throttle has moved.
     pub async fn hashing<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Flows) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, AppError> {
-        let _permit = self.hashing.acquire().await.map_err(|e| AppError::Unexpected(e.into()))?;
-        self.flow(f).await
+        let admission = self.flows.accounts.passwords().admit()?;
+        self.flow(move |flows| {
+            let _admission = admission;
+            f(flows)
+        })
+        .await
     }
 }
 

@@ -218,6 +218,33 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(seen.contains(" INFO "), "{seen}");
 }
 
+/// Without a key the contract's default holds: a random key per process, with a warning that
+/// names the way to keep one. With `FLEX_USER_SECRET_KEY_FILE` the first start makes the file
+/// (owner-only) and says where; every later start reads the same key from it.
+#[test]
+fn a_secret_key_file_is_made_once_and_kept_across_restarts() {
+    let warned = start_up_log(&[]).concat();
+    assert!(warned.contains("WARN") && warned.contains("FLEX_USER_SECRET_KEY is not set"), "{warned}");
+    assert!(warned.contains("FLEX_USER_SECRET_KEY_FILE"), "{warned}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys").join("secret.key");
+    std::fs::create_dir(path.parent().unwrap()).unwrap();
+    let path_text = path.to_str().unwrap();
+    let first = start_up_log(&[("FLEX_USER_SECRET_KEY_FILE", path_text)]).concat();
+    assert!(first.contains("made a new secret key") && first.contains(path_text), "{first}");
+    assert!(!first.contains("WARN"), "{first}");
+    let key = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(key.trim().len(), 128, "64 random bytes as hex");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let second = start_up_log(&[("FLEX_USER_SECRET_KEY_FILE", path_text)]).concat();
+    assert!(second.contains("secret key read") && second.contains(path_text), "{second}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), key, "the same key, untouched");
+}
+
 /// `FLEX_USER_LOG_FORMAT=json`: every log line is one JSON object, for log shippers.
 #[test]
 fn json_logs_are_one_object_per_line() {

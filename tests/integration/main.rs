@@ -16,6 +16,7 @@ mod hardening;
 mod pages;
 mod review;
 mod security;
+mod shedding;
 mod views;
 mod web;
 mod web_flows;

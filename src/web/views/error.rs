@@ -54,6 +54,19 @@ impl ErrorView {
         }
     }
 
+    /// 503 from load shedding, with the wait (also sent as `Retry-After`).
+    pub fn busy(chrome: Option<Chrome>, retry_after_secs: u64) -> Self {
+        ErrorView {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(
+                chrome,
+                503,
+                "Busy right now",
+                "Too many people are signing in at this moment, so nothing was done.",
+            )
+        }
+    }
+
     /// 500: never says anything about the internals.
     pub fn internal(chrome: Option<Chrome>) -> Self {
         Self::new(
