@@ -147,6 +147,14 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// `text` (the default) or `json`.
     pub log_format: LogFormat,
+    /// Where `GET /metrics` is served (`FLEX_USER_METRICS_BIND`, HOST:PORT), apart from the
+    /// site; `None`: no metrics endpoint at all.
+    pub metrics_bind: Option<String>,
+}
+
+/// True for `HOST:PORT` (the port a number; the host, a name or an address, is left to `bind`).
+fn is_host_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// Seconds read from a bounded setting, as the one duration type every layer takes (the bounds
@@ -176,7 +184,7 @@ impl Settings {
             .map_err(|m| err("DATABASE_URL", m))?;
 
         let bind = get("FLEX_USER_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
-        if !bind.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+        if !is_host_port(&bind) {
             return Err(err("FLEX_USER_BIND", format!("{bind:?} is not HOST:PORT")));
         }
 
@@ -306,6 +314,10 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(err("FLEX_USER_LOG_FORMAT", format!("{other:?}: use text or json"))),
         };
+        let metrics_bind = get("FLEX_USER_METRICS_BIND").map(|bind| bind.trim().to_owned());
+        if let Some(bind) = metrics_bind.as_deref().filter(|bind| !is_host_port(bind)) {
+            return Err(err("FLEX_USER_METRICS_BIND", format!("{bind:?} is not HOST:PORT")));
+        }
 
         Ok(Settings {
             database_url,
@@ -327,6 +339,7 @@ impl Settings {
             session_max_age,
             trusted_proxies,
             log_format,
+            metrics_bind,
         })
     }
 }
@@ -372,6 +385,17 @@ mod tests {
     fn log_format_is_text_unless_json_is_asked_for() {
         assert_eq!(settings(&[]).unwrap().log_format, LogFormat::Text);
         assert_eq!(settings(&[("FLEX_USER_LOG_FORMAT", "json")]).unwrap().log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn metrics_are_served_only_when_asked_for() {
+        assert_eq!(settings(&[]).unwrap().metrics_bind, None);
+        let s = settings(&[("FLEX_USER_METRICS_BIND", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(s.metrics_bind.as_deref(), Some("127.0.0.1:9100"));
+        for bad in ["9100", ":9100", "localhost", "127.0.0.1:http", "127.0.0.1:70000"] {
+            let e = error(&[("FLEX_USER_METRICS_BIND", bad)]);
+            assert!(e.starts_with("FLEX_USER_METRICS_BIND: ") && !e.contains('\n'), "{bad}: {e}");
+        }
     }
 
     #[test]

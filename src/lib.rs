@@ -10,6 +10,7 @@ pub mod db;
 pub mod delivery;
 pub mod domain;
 pub mod flows;
+pub mod metrics;
 pub mod secret;
 pub mod web;
 

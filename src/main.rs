@@ -120,6 +120,7 @@ fn serve(settings: Settings) -> Result<(), String> {
     let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
     let listener = TcpListener::bind(&settings.bind)
         .map_err(|e| format!("FLEX_USER_BIND: cannot listen on {}: {e}", settings.bind))?;
+    let metrics_listener = web::monitoring::bind(&settings)?;
     match &settings.secret_key_source {
         SecretKeySource::Random => tracing::warn!(
             "FLEX_USER_SECRET_KEY is not set: using a random key, so sessions and codes end when the process does \
@@ -151,7 +152,21 @@ fn serve(settings: Settings) -> Result<(), String> {
     let senders = Senders::from_settings(&settings).map_err(|e| format!("{e:#}"))?;
     let state = web::AppState::new(Flows::new(accounts, &settings), settings);
     actix_web::rt::System::new()
-        .block_on(async move { web::run(listener, state, senders)?.await })
+        .block_on(async move {
+            // metrics first, so the recorder counts the site's first request
+            let metrics = match metrics_listener {
+                Some(listener) => {
+                    let hash_load = web::monitoring::hash_pool_load(&state.flows);
+                    Some(web::monitoring::run(listener, &state.flows, hash_load)?)
+                }
+                None => None,
+            };
+            let site = web::run(listener, state, senders)?;
+            match metrics {
+                Some(metrics) => tokio::try_join!(site, metrics).map(|_| ()),
+                None => site.await,
+            }
+        })
         .map_err(|e| format!("server: {e}"))
 }
 

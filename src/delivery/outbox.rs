@@ -117,6 +117,17 @@ pub fn purge_finished(conn: &mut AnyConnection, before: DateTime<Utc>) -> QueryR
         .execute(conn)
 }
 
+/// How many messages are pending, and when the oldest of them was recorded (for the metrics):
+/// one query.
+pub fn pending_summary(conn: &mut AnyConnection) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
+    use diesel::dsl::{count_star, min};
+    let (count, oldest) = outbox::table
+        .filter(outbox::status.eq(PENDING))
+        .select((count_star(), min(outbox::created_at)))
+        .first::<(i64, Option<NaiveDateTime>)>(conn)?;
+    Ok((count, oldest.map(|t| t.and_utc())))
+}
+
 /// A row as the worker and tests see it.
 #[derive(Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = outbox)]

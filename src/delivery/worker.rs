@@ -25,6 +25,7 @@ use crate::accounts::Channel;
 use crate::clock::Clock;
 use crate::config::{EmailBackend, Settings, SmsBackend};
 use crate::db::{AnyConnection, Pool};
+use crate::metrics;
 
 /// How long a claim holds a row: far beyond [`SEND_TIMEOUT`], so a live worker always finishes
 /// first, and short enough that a crashed worker's rows go out again soon.
@@ -215,6 +216,10 @@ async fn record(
     let expires_at = row.expires_at.and_utc();
     match result {
         Ok(()) => {
+            // notices (a password changed…) carry no code
+            if row.token_id.is_some() {
+                metrics::code_sent(channel);
+            }
             let marked = with_conn(pool, move |conn| outbox::mark_sent(conn, id, version, now)).await?;
             tracing::info!(worker = %worker_id, message = id, %channel, attempt, "outbox: message delivered");
             if !marked {
@@ -222,6 +227,7 @@ async fn record(
             }
         }
         Err(e) => {
+            metrics::delivery_failed(channel);
             let error = short_error(&e);
             let next = now + backoff(attempt);
             if next >= expires_at || row.body_text.is_none() {

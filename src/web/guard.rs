@@ -27,6 +27,7 @@ use super::{AppState, csrf};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::{Pool, ip_limits};
+use crate::metrics::{self, Throttle};
 use crate::secret::SecretKey;
 
 /// Largest accepted request body.
@@ -296,6 +297,7 @@ pub async fn ip_limit(
         match state.ip_limit.check(req.request()).await {
             Ok(Ok(())) => {}
             Ok(Err(retry_after_secs)) => {
+                metrics::throttle_refusal(Throttle::IpLimit);
                 let ip = state.ip_limit.client_ip(req.request());
                 tracing::info!(ip = ip.map(tracing::field::display), path = req.path(), "throttled: per-IP POST limit");
                 let form_token = csrf::refusal_token(req.request(), state);

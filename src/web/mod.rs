@@ -4,6 +4,7 @@
 pub mod csrf;
 pub mod error;
 pub mod guard;
+pub mod monitoring;
 pub mod pages;
 pub mod request_log;
 pub mod session;
@@ -164,13 +165,15 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             // forms), then the session, which the per-IP limit and CSRF both use to give a
             // signed-in visitor's refusal page its sign-out button. The answers still come in
             // the contract's order: 413 (or 408 for a body too slow), 429, 403; and `headers`
-            // puts the security headers on each of them. Around everything, the request's span,
-            // so each line logged on the way leads back to its request.
+            // puts the security headers on each of them. Around them, the request's metrics (the
+            // final status); around everything, the request's span, so each line logged on the
+            // way leads back to its request.
             .wrap(from_fn(csrf::middleware))
             .wrap(from_fn(guard::ip_limit))
             .wrap(sessions)
             .wrap(from_fn(guard::body_limit))
             .wrap(from_fn(guard::headers))
+            .wrap(from_fn(monitoring::measure))
             .wrap(TracingLogger::<RequestSpan>::new())
     })
     .listen(listener)?

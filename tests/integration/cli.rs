@@ -9,7 +9,7 @@ use crate::common::TestDb;
 use flex_user::domain::Identifier;
 
 /// The binary with a clean environment: only what the test gives it, cheap argon2.
-fn flex_user(db_url: &str, dir: &std::path::Path) -> Command {
+pub(crate) fn flex_user(db_url: &str, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flex-user"));
     cmd.env_clear()
         .current_dir(dir)
@@ -19,14 +19,14 @@ fn flex_user(db_url: &str, dir: &std::path::Path) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command, stdin: &str) -> Output {
+pub(crate) fn run(mut cmd: Command, stdin: &str) -> Output {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
 /// Exit code non-zero, and exactly one line on stderr: returns it.
-fn one_line_failure(out: &Output) -> String {
+pub(crate) fn one_line_failure(out: &Output) -> String {
     assert!(!out.status.success(), "expected failure; stdout: {}", String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(stderr.lines().count(), 1, "one line on stderr, got: {stderr:?}");
@@ -143,7 +143,7 @@ fn migrate_applies_then_has_nothing_to_do() {
     assert!(migrate().contains("applied 0 migration"));
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -151,11 +151,11 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn get(addr: SocketAddr, path: &str) -> Option<String> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;

@@ -13,6 +13,7 @@ mod delivery;
 mod faults;
 mod fuzz;
 mod hardening;
+mod metrics;
 mod pages;
 mod review;
 mod security;

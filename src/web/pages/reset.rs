@@ -11,6 +11,7 @@ use super::{password_problems, too_many, typed};
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Username};
 use crate::flows::{PendingReset, ResetCheck};
+use crate::metrics::{self, Throttle};
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, ResetNewView, ResetRequestView, ResetVerifyView, html};
 use crate::web::visitor::{Visitor, see_other};
@@ -107,6 +108,7 @@ pub async fn verify(
         }
         ResetCheck::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
+            metrics::throttle_refusal(Throttle::ResetCode);
             let view = ResetVerifyView { chrome: visitor.chrome(), errors: wait_errors(secs) };
             Ok(too_many(html(StatusCode::TOO_MANY_REQUESTS, &view), secs))
         }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{seconds, too_many, typed};
 use crate::flows::SignIn;
+use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, SignInView, html};
 use crate::web::visitor::{Visitor, local_path};
@@ -61,6 +62,7 @@ pub async fn submit(
     match state.hashing(move |flows| flows.sign_in(&typed_identifier, &password)).await? {
         SignIn::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
+            metrics::sign_in(SignInResult::Throttled);
             tracing::info!(event = "sign_in_throttled", ip = visitor.log_ip(), retry_after = secs, "sign-in throttled");
             let page = reshow(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -69,10 +71,12 @@ pub async fn submit(
             Ok(too_many(page, secs))
         }
         SignIn::Wrong => {
+            metrics::sign_in(SignInResult::Wrong);
             tracing::info!(event = "sign_in_failed", ip = visitor.log_ip(), "sign-in failed");
             Ok(reshow(StatusCode::UNAUTHORIZED, NO_MATCH.to_owned()))
         }
         SignIn::SignedIn(user) => {
+            metrics::sign_in(SignInResult::SignedIn);
             tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), "signed in");
             signed_in_response(&state, &visitor, user.id, local_path(&next).unwrap_or("/account"))
         }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::{seconds, too_many, typed};
 use crate::accounts::{Channel, CheckError, OtpToken};
 use crate::flows::Sent;
+use crate::metrics::{self, Throttle};
 use crate::web::AppState;
 use crate::web::error::{AppError, error_page};
 use crate::web::views::{FormErrors, VerifyView, html};
@@ -59,6 +60,7 @@ pub async fn send(
     match web::block(move || flows.resend(&token)).await? {
         Ok(Sent::Queued) => Ok(see_other(&format!("/verify/{channel}"))),
         Ok(Sent::Refused(refusal)) => {
+            metrics::throttle_refusal(Throttle::CodeSend);
             Ok(error_page(StatusCode::TOO_MANY_REQUESTS, Some(visitor.chrome()), Some(refusal.retry_after_secs())))
         }
         Err(CheckError::NoToken) => Ok(see_other("/account")),
@@ -91,6 +93,7 @@ pub async fn check(
         }
         Err(CheckError::Throttled(throttled)) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
+            metrics::throttle_refusal(Throttle::Code);
             tracing::info!(event = "code_throttled", user_id = token.user_id, channel = %token.channel, ip = visitor.log_ip(), "code check throttled");
             Ok(too_many(html(StatusCode::TOO_MANY_REQUESTS, &view(&visitor, &token, wait_errors(secs))), secs))
         }

@@ -28,6 +28,8 @@ pub struct TestApp {
     pub pool: Pool,
     pub accounts: Accounts,
     pub flows: Flows,
+    /// `http://HOST:PORT` of `GET /metrics` when the settings had `FLEX_USER_METRICS_BIND`.
+    pub metrics: Option<String>,
     system: actix_web::rt::System,
 }
 
@@ -60,17 +62,25 @@ pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // as `flex-user serve` does: a second server, for metrics only, when the settings ask for one
+    let metrics_listener = web::monitoring::bind(&state.settings).expect("metrics listener");
+    let metrics = metrics_listener.as_ref().map(|l| format!("http://{}", l.local_addr().unwrap()));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let system = actix_web::rt::System::new();
         system.block_on(async move {
+            if let Some(listener) = metrics_listener {
+                let hash_load = web::monitoring::hash_pool_load(&state.flows);
+                // a server runs while its future is polled
+                actix_web::rt::spawn(web::monitoring::run(listener, &state.flows, hash_load).expect("metrics server"));
+            }
             let server = web::run(listener, state, senders).expect("server");
             tx.send(actix_web::rt::System::current()).unwrap();
             let _ = server.await;
         });
     });
     let system = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
-    TestApp { base, smtp, sms, clock, pool, accounts, flows, system }
+    TestApp { base, smtp, sms, clock, pool, accounts, flows, metrics, system }
 }
 
 /// A browser: keeps cookies, never follows redirects, and posts the CSRF token of the last page
