@@ -15,6 +15,7 @@ mod fuzz;
 mod hardening;
 mod pages;
 mod review;
+mod scale_out;
 mod security;
 mod views;
 mod web;
