@@ -154,10 +154,14 @@ fn ip_limit_holds_across_instances(d: &Deployment) {
 /// The sinks got each message once: per recipient, as many as the outbox queued, and no code
 /// twice; none came later. Each outbox row was claimed once, by one of the two workers.
 fn every_message_went_out_once(d: &Deployment, codes: &[String]) {
-    let rows: Vec<(String, String, i32)> = outbox::table
-        .select((outbox::recipient, outbox::status, outbox::attempts))
-        .load(&mut *d.pool.get().unwrap())
-        .unwrap();
+    // the sinks got them all during the flow; the workers record each delivery just after it
+    let rows = wait_for("every outbox row finished", || {
+        let rows: Vec<(String, String, i32)> = outbox::table
+            .select((outbox::recipient, outbox::status, outbox::attempts))
+            .load(&mut *d.pool.get().unwrap())
+            .unwrap();
+        rows.iter().all(|r| r.1 != "pending").then_some(rows)
+    });
     let queued = |to: &str| rows.iter().filter(|r| r.0 == to).count();
     assert_eq!((queued(EMAIL), queued(PHONE), rows.len()), (2, 1, 3), "two codes by email, one by SMS: {rows:?}");
     for (to, status, attempts) in &rows {
@@ -232,7 +236,7 @@ impl Deployment {
         let url = format!("http://127.0.0.1:{}", free_port());
         let instances: Vec<String> = (0..INSTANCES).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let (database, smtp_url, sms_url, ip_limit) = (db.env_url(), smtp.url(), sms.url(), IP_LIMIT.to_string());
-        // one after the other: the first migrates the fresh database
+        // one after the other (each is waited for until it serves): the first migrates the database
         let servers = instances
             .iter()
             .enumerate()
