@@ -15,8 +15,6 @@
 //! would do, and remembers which rows they were.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -24,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::common::app::Page;
 use crate::common::app::code_in;
 use crate::common::flows::mail_code;
+use crate::common::server::Server;
 use crate::common::sinks::{HttpSink, SmtpSink};
 use crate::common::{Backend, TestDb};
 use diesel::prelude::*;
@@ -65,19 +64,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // the server process
 
-struct Server {
-    child: Child,
-    /// Held so the server's stdout stays open.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Everything the load threads and the supervisor share.
 struct Harness<'a> {
     db: &'a TestDb,
@@ -101,12 +87,9 @@ impl Harness<'_> {
             *restarts += 1;
             *restarts
         };
-        let log = std::fs::File::create(self.log_dir.path().join(format!("server-{n}.log"))).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flex-user"))
-            .arg("serve")
-            .env_clear()
-            .current_dir(self.log_dir.path())
-            .envs([
+        let (smtp, sms) = (self.smtp.url(), self.sms.url());
+        let server = Server::start(
+            &[
                 ("DATABASE_URL", self.db.env_url().as_str()),
                 ("FLEX_USER_BIND", "127.0.0.1:0"),
                 ("FLEX_USER_SECRET_KEY", SECRET),
@@ -114,30 +97,20 @@ impl Harness<'_> {
                 ("FLEX_USER_ARGON2_ITERATIONS", "1"),
                 ("FLEX_USER_IP_RATE_LIMIT", "0"),
                 ("FLEX_USER_EMAIL_BACKEND", "smtp"),
-                ("FLEX_USER_SMTP_URL", self.smtp.url().as_str()),
+                ("FLEX_USER_SMTP_URL", smtp.as_str()),
                 ("FLEX_USER_SMS_BACKEND", "webhook"),
-                ("FLEX_USER_SMS_WEBHOOK_URL", self.sms.url().as_str()),
+                ("FLEX_USER_SMS_WEBHOOK_URL", sms.as_str()),
                 ("FLEX_USER_OTP_LENGTH", "8"),
                 // every step may ask for a new code at once, as often as it needs
                 ("FLEX_USER_OTP_RESEND_COOLDOWN", "0"),
                 ("FLEX_USER_OTP_DAILY_LIMIT", "10000"),
                 ("FLEX_USER_SMS_HOURLY_LIMIT", "100000"),
                 ("RUST_LOG", "info"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start flex-user");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("flex-user is serving ")
-            .unwrap_or_else(|| panic!("server {n} did not say where it serves: {line:?}; log:\n{}", self.log(n)));
-        *self.base.write().unwrap() = Some(url.trim_end_matches('/').to_owned());
-        Server { child, _stdout: stdout }
+            ],
+            &self.log_dir.path().join(format!("server-{n}.log")),
+        );
+        *self.base.write().unwrap() = Some(server.url.clone());
+        server
     }
 
     fn log(&self, n: usize) -> String {
@@ -145,10 +118,9 @@ impl Harness<'_> {
     }
 
     /// SIGKILL, then what a long enough wait would do to the dead server's leases.
-    fn kill(&self, mut server: Server, pool: Option<&Pool>) {
+    fn kill(&self, server: Server, pool: Option<&Pool>) {
         *self.base.write().unwrap() = None;
-        let _ = server.child.kill();
-        let _ = server.child.wait();
+        drop(server);
         if let Some(pool) = pool {
             let mut conn = pool.get().unwrap();
             let now = chrono::Utc::now().naive_utc();

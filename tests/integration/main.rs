@@ -16,6 +16,7 @@ mod hardening;
 mod metrics;
 mod pages;
 mod review;
+mod scale_out;
 mod security;
 mod shedding;
 mod views;

@@ -2,7 +2,8 @@
 //! keeps cookies and does not follow redirects.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::marker::PhantomData;
+use std::net::{IpAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,10 +87,13 @@ pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
 /// A browser: keeps cookies, never follows redirects, and posts the CSRF token of the last page
 /// it got that had a form (the page it is on), as a browser submitting that page's form does.
 pub struct Browser<'a> {
-    pub app: &'a TestApp,
+    /// The site it talks to: an app of this process, or any server ([`Browser::at`]).
+    base: String,
     pub jar: Arc<Jar>,
     client: Client,
     page_token: Mutex<Option<String>>,
+    /// A browser of an app of this process lives no longer than the app.
+    _app: PhantomData<&'a TestApp>,
 }
 
 /// A response read whole.
@@ -131,38 +135,45 @@ impl Page {
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         let jar = Arc::new(Jar::default());
-        Browser::with_jar(app, jar, None)
+        Browser::with_jar(&app.base, None, jar, None)
     }
 
-    fn with_jar(app: &'a TestApp, jar: Arc<Jar>, page_token: Option<String>) -> Self {
+    /// A browser of the site at `base` (a spawned server, a proxy in front of some), connecting
+    /// from `local`, an address of this machine: the client address that site sees.
+    pub fn at(base: &str, local: IpAddr) -> Browser<'static> {
+        Browser::with_jar(base, Some(local), Arc::new(Jar::default()), None)
+    }
+
+    fn with_jar(base: &str, local: Option<IpAddr>, jar: Arc<Jar>, page_token: Option<String>) -> Self {
         let client = Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
+            .local_address(local)
             .build()
             .unwrap();
-        Browser { app, jar, client, page_token: Mutex::new(page_token) }
+        Browser { base: base.to_owned(), jar, client, page_token: Mutex::new(page_token), _app: PhantomData }
     }
 
     /// The same browser (the same cookies, on the same page) talking to another instance of the app.
     pub fn on<'b>(&self, other: &'b TestApp) -> Browser<'b> {
-        Browser::with_jar(other, self.jar.clone(), self.page_token.lock().unwrap().clone())
+        Browser::with_jar(&other.base, None, self.jar.clone(), self.page_token.lock().unwrap().clone())
     }
 
     /// A second browser holding a copy of this one's cookies (a stolen cookie), on the same page.
     pub fn copy(&self) -> Browser<'a> {
-        let url = self.app.base.parse().unwrap();
+        let url = self.base.parse().unwrap();
         let jar = Arc::new(Jar::default());
         if let Some(cookies) = self.jar.cookies(&url) {
             for cookie in cookies.to_str().unwrap().split("; ") {
                 jar.add_cookie_str(cookie, &url);
             }
         }
-        Browser::with_jar(self.app, jar, self.page_token.lock().unwrap().clone())
+        Browser::with_jar(&self.base, None, jar, self.page_token.lock().unwrap().clone())
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
-        let url = self.app.base.parse().unwrap();
+        let url = self.base.parse().unwrap();
         let header = self.jar.cookies(&url)?;
         header.to_str().ok()?.split("; ").find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
     }
@@ -185,12 +196,12 @@ impl<'a> Browser<'a> {
     }
 
     pub fn get(&self, path: &str) -> Page {
-        self.read(self.client.get(format!("{}{path}", self.app.base)).send().expect("GET"))
+        self.read(self.client.get(format!("{}{path}", self.base)).send().expect("GET"))
     }
 
     /// POSTs a form exactly as given (no token added).
     pub fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        self.read(self.client.post(format!("{}{path}", self.app.base)).form(fields).send().expect("POST"))
+        self.read(self.client.post(format!("{}{path}", self.base)).form(fields).send().expect("POST"))
     }
 
     /// The CSRF token in the forms of the last page this browser got that had one.

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod flows;
 pub mod log_capture;
+pub mod server;
 pub mod sinks;
 
 use std::collections::HashMap;
