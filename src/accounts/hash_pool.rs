@@ -206,7 +206,7 @@ fn work(receiver: &Mutex<Receiver<Job>>, shared: &Shared, params: &Params) {
 
 /// argon2id v19 of `password` with a fresh salt, into the thread's buffer; the PHC string is
 /// the same as the `argon2` crate's own `hash_password` makes.
-fn hash_new(memory: &mut Vec<Block>, params: &Params, password: &str) -> Result<String, String> {
+fn hash_new(memory: &mut [Block], params: &Params, password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
     rand::rng().fill(&mut salt[..]);
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
@@ -224,7 +224,7 @@ fn hash_new(memory: &mut Vec<Block>, params: &Params, password: &str) -> Result<
 }
 
 /// Recomputes `stored` (its own algorithm, version and parameters) and compares in constant time.
-fn verify(memory: &mut Vec<Block>, stored: &str, password: &str) -> bool {
+fn verify(memory: &mut [Block], stored: &str, password: &str) -> bool {
     let Ok(hash) = PasswordHash::new(stored) else { return false };
     let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
     let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm), Params::try_from(&hash)) else {
@@ -238,7 +238,7 @@ fn verify(memory: &mut Vec<Block>, stored: &str, password: &str) -> bool {
 }
 
 fn compute(
-    memory: &mut Vec<Block>,
+    memory: &mut [Block],
     argon2: &Argon2<'_>,
     params: &Params,
     password: &[u8],
