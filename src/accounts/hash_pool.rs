@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::RngExt as _;
 
@@ -207,12 +207,12 @@ fn work(receiver: &Mutex<Receiver<Job>>, shared: &Shared, params: &Params) {
 /// argon2id v19 of `password` with a fresh salt, into the thread's buffer; the PHC string is
 /// the same as the `argon2` crate's own `hash_password` makes.
 fn hash_new(memory: &mut [Block], params: &Params, password: &str) -> Result<String, String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill(&mut salt[..]);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    let mut raw_salt = [0u8; 16];
+    rand::rng().fill(&mut raw_salt[..]);
+    let salt = SaltString::encode_b64(&raw_salt).map_err(|e| e.to_string())?;
     let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    compute(memory, &argon2, params, password.as_bytes(), salt.as_str(), &mut out)?;
+    compute(memory, &argon2, params, password.as_bytes(), &raw_salt, &mut out)?;
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -231,9 +231,11 @@ fn verify(memory: &mut [Block], stored: &str, password: &str) -> bool {
         return false;
     };
     let Ok(version) = hash.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
     let argon2 = Argon2::new(algorithm, version, params.clone());
     let mut out = vec![0u8; expected.len()];
-    compute(memory, &argon2, &params, password.as_bytes(), salt.as_str(), &mut out).is_ok()
+    compute(memory, &argon2, &params, password.as_bytes(), salt, &mut out).is_ok()
         && Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
@@ -242,11 +244,9 @@ fn compute(
     argon2: &Argon2<'_>,
     params: &Params,
     password: &[u8],
-    salt_b64: &str,
+    salt: &[u8],
     out: &mut [u8],
 ) -> Result<(), String> {
-    let mut salt = [0u8; 64];
-    let salt = Salt::from_b64(salt_b64).and_then(|s| s.decode_b64(&mut salt)).map_err(|e| e.to_string())?;
     if memory.len() < params.block_count() {
         // a stored hash made under a higher memory cost than today's (rare): its own buffer, once
         let mut own = vec![Block::default(); params.block_count()];
