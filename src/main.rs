@@ -103,9 +103,31 @@ fn run(command: Command) -> Result<(), String> {
     }
 }
 
+/// Logs of the one-shot commands: straight to stderr, so nothing is left unwritten at exit.
 fn init_logging(format: LogFormat) {
+    init_logging_to(format, std::io::stderr);
+}
+
+/// The server's logs: one thread of their own writes them to stderr, a batch at a time, so a
+/// request never waits on a write(2) or stderr's lock (one line per request cost half of a page's
+/// throughput). Not lossy: when the bounded queue is full, loggers wait rather than drop a line.
+/// The guard flushes what is queued when it is dropped: keep it until the server has stopped.
+fn init_server_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(8_192) // about 2 MB of lines at most
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    init_logging_to(format, writer);
+    guard
+}
+
+fn init_logging_to<W>(format: LogFormat, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => logs.json().init(),
         // colour only for a person at a terminal: a file or a pipe gets plain text
@@ -114,7 +136,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(settings: Settings) -> Result<(), String> {
-    init_logging(settings.log_format);
+    let _logs = init_server_logging(settings.log_format);
     // Everything that can fail on bad configuration comes first, so a failure is one line.
     let pool = db::connect(&settings.database_url, 16).map_err(|e| e.to_string())?;
     let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
@@ -151,6 +173,7 @@ fn serve(settings: Settings) -> Result<(), String> {
     println!("flex-user is serving {}", settings.public_url);
     let senders = Senders::from_settings(&settings).map_err(|e| format!("{e:#}"))?;
     let state = web::AppState::new(Flows::new(accounts, &settings), settings);
+    return_freed_memory_now_and_then();
     actix_web::rt::System::new()
         .block_on(async move {
             // metrics first, so the recorder counts the site's first request
@@ -168,6 +191,25 @@ fn serve(settings: Settings) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("server: {e}"))
+}
+
+/// After a flood, glibc's malloc keeps the memory its many threads freed (thousands of
+/// connections' buffers, blocking threads' arenas) for reuse, so the resident size would stay at
+/// the flood's peak. Every 10 s a thread of its own asks it to give free pages back to the
+/// system, so memory returns near idle once the load is gone (a no-op when nothing is free).
+fn return_freed_memory_now_and_then() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                // SAFETY: malloc_trim takes no pointers and only locks and walks malloc's own arenas.
+                unsafe { libc::malloc_trim(0) };
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::warn!("cannot start the malloc-trim thread: {e}"));
 }
 
 fn create(settings: Settings, args: CreateArgs, superuser: bool) -> Result<(), String> {

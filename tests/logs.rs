@@ -136,5 +136,18 @@ fn a_failed_request_is_logged_with_its_request_id_and_path(db: &TestDb) {
         .find(|l| l.contains("answered") && field(l, "path") == Some("/sign-up"))
         .and_then(|l| field(l, "request_id"));
     assert!(earlier.is_some_and(|other| other.len() == 36 && other != id), "the sign-up had its own request id");
+    // a change is an info line; a page view that went well only a debug one (most of the traffic)
+    let closing = |method: &str| {
+        all[..from]
+            .lines()
+            .find(|l| {
+                l.contains("answered")
+                    && l.contains(&format!("method={method}"))
+                    && field(l, "path") == Some("/sign-up")
+            })
+            .unwrap_or_else(|| panic!("no closing line of {method} /sign-up in:\n{all}"))
+    };
+    assert!(closing("POST").trim_start().starts_with("INFO"), "{}", closing("POST"));
+    assert!(closing("GET").trim_start().starts_with("DEBUG"), "{}", closing("GET"));
     assert!(!all.contains(marker), "the query string is not logged");
 }
