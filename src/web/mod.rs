@@ -176,10 +176,18 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             .wrap(from_fn(monitoring::measure))
             .wrap(TracingLogger::<RequestSpan>::new())
     })
+    // Every database call runs on a worker's blocking threads (`web::block`). actix's default of
+    // 256 per worker let a flood of 500 connections start a hundred threads, each with its stack
+    // and allocator arena, only to queue for the pool's 16 connections: the threads now match the
+    // pool, and further calls wait in the worker's queue instead.
+    .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
     .listen(listener)?
     .run();
     Ok(server)
 }
+
+/// Blocking threads per worker (one worker per core): 8 × 2 cores = the pool's 16 connections.
+const BLOCKING_THREADS_PER_WORKER: usize = 8;
 
 fn routes(cfg: &mut web::ServiceConfig) {
     use pages::{account, home, reset, sign_in, sign_up, verify};

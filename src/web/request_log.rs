@@ -1,5 +1,5 @@
-//! One span per request, outermost: method, path and a request id when it starts, status and
-//! latency when it is answered, and one line then (at debug level only for a GET or HEAD that
+//! One span per request, outermost: method, path and a request id; one line when it is
+//! answered, with its status and latency (at debug level only for a GET or HEAD that
 //! went well). Every line logged while answering (a 500's
 //! error too) carries the span's fields, so it leads back to its request.
 //!
@@ -13,7 +13,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::{Error, HttpMessage as _};
 use tracing::Span;
-use tracing::field::Empty;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
 
 /// The span of `tracing_actix_web::TracingLogger` (its default records the query string).
@@ -26,18 +25,15 @@ impl RootSpanBuilder for RequestSpan {
     fn on_request_start(req: &ServiceRequest) -> Span {
         req.extensions_mut().insert(Started(Instant::now()));
         // set by TracingLogger just before this call
-        let request_id = req.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
-        tracing::info_span!(
-            "request",
-            method = %req.method(),
-            path = %req.path(),
-            request_id = %request_id,
-            status = Empty,
-            latency_ms = Empty,
-        )
+        // Status and latency go on the closing line, not into the span: every field recorded
+        // into a span is formatted again, and this runs on every request.
+        match req.extensions().get::<RequestId>().copied() {
+            Some(id) => tracing::info_span!("request", method = %req.method(), path = %req.path(), request_id = %id),
+            None => tracing::info_span!("request", method = %req.method(), path = %req.path()),
+        }
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+    fn on_request_end<B: MessageBody>(_span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
         let (status, started, read_only) = match outcome {
             Ok(response) => {
                 let request = response.request();
@@ -46,18 +42,16 @@ impl RootSpanBuilder for RequestSpan {
             }
             Err(error) => (error.as_response_error().status_code(), None, false),
         };
-        span.record("status", status.as_u16());
-        if let Some(started) = started {
-            span.record("latency_ms", started.elapsed().as_millis() as u64);
-        }
+        let status_code = status.as_u16();
+        let latency_ms = started.map(|s| s.elapsed().as_millis() as u64);
         // Every change (a POST) and every refusal or failure is an info line; a page view or
         // health check that went well is only a debug one: they are most of the traffic, tell
         // nothing about security, and `GET /metrics` counts them (one line each halved a page's
         // throughput).
         if read_only && (status.is_success() || status.is_redirection()) {
-            tracing::debug!("answered");
+            tracing::debug!(status = status_code, latency_ms, "answered");
         } else {
-            tracing::info!("answered");
+            tracing::info!(status = status_code, latency_ms, "answered");
         }
     }
 }
