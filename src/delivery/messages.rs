@@ -146,6 +146,12 @@ pub fn code_email(purpose: Purpose, code: &OtpCode, ttl: Duration, site: &Url) -
             "Someone asked to reset the password of your account",
             "If this was not you, ignore this email: your password\nhas not been changed.",
         ),
+        Purpose::SignIn => (
+            "sign-in/code/verify",
+            "Your sign-in code",
+            "Here is the code to sign in to your account",
+            "If you did not ask to sign in, ignore this email: nobody\ncan sign in without this code.",
+        ),
     };
     let origin = Origin::new(site, page, code.len());
     let subject = format!("{subject_what} for {}", origin.host);
@@ -186,6 +192,10 @@ pub fn code_sms(purpose: Purpose, code: &OtpCode, ttl: Duration, site: &Url) -> 
         Purpose::PasswordReset => format!(
             "Your {of_host}password reset code is {code}. It expires in {ttl}. \
              If this was not you, ignore this message."
+        ),
+        Purpose::SignIn => format!(
+            "Your {of_host}sign-in code is {code}. It expires in {ttl}. \
+             If you did not ask to sign in, ignore this message."
         ),
     };
     format!("{line}\n\n@{host} #{code}")
