@@ -103,7 +103,7 @@ fn the_code_goes_to_the_right_channel_and_says_what_it_is(db: &TestDb) {
     let sms = app.sms_to(OTHER_PHONE, 1);
     assert!(sms.contains("sign-in code"), "{sms}");
     carol.post("/sign-in/code/verify", &[("code", &texted_code(&app, OTHER_PHONE, 1))]).assert_redirect("/account");
-    assert_eq!(carol.get("/").body.contains(">carol<"), true);
+    assert!(carol.get("/").body.contains(">carol<"), "signed in as carol");
 }
 
 fn a_phone_only_account_without_a_password_signs_in_by_sms(db: &TestDb) {

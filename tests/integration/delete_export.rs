@@ -54,7 +54,7 @@ fn delete_needs_the_password_and_the_word(db: &TestDb) {
     assert!(account.body.contains("href=\"/account/delete\"") && account.body.contains("href=\"/account/export\""));
     let form = browser.get("/account/delete");
     assert_status(&form, StatusCode::OK);
-    for what in ["alice", ALICE_EMAIL, ALICE_PHONE, "2 signed-in sessions", "cannot be undone"] {
+    for what in ["alice", ALICE_EMAIL, ALICE_PHONE, "your 2 signed-in sessions end", "cannot be undone"] {
         assert!(form.body.contains(what), "the page says {what} goes: {}", form.body);
     }
     assert!(form.body.contains("name=\"current_password\"") && form.body.contains("name=\"confirm\""));

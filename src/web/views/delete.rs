@@ -22,9 +22,12 @@ pub struct DeleteView {
 }
 
 impl DeleteView {
-    /// "1 session" / "3 sessions".
+    /// What happens to the sessions, in words.
     pub fn sessions_text(&self) -> String {
-        format!("{} signed-in session{}", self.sessions, if self.sessions == 1 { "" } else { "s" })
+        match self.sessions {
+            0 | 1 => "you are signed out".to_owned(),
+            n => format!("your {n} signed-in sessions end, this one included"),
+        }
     }
 
     /// The alert box (without a password input, a message for it goes into the box).
