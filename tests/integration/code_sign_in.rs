@@ -21,6 +21,7 @@ on_both_databases!(
     a_code_signs_in_once_under_concurrency,
     a_pending_sign_in_is_void_once_the_password_changes,
     a_pending_sign_in_is_void_once_its_channel_changes,
+    a_pending_sign_in_is_void_once_the_account_is_deleted,
     a_reset_code_does_not_sign_in,
 );
 
@@ -287,6 +288,20 @@ fn a_pending_sign_in_is_void_once_its_channel_changes(db: &TestDb) {
     let pending = request_code(&app, ALICE_PHONE);
     let code = texted_code(&app, ALICE_PHONE, 1);
     owner.post("/account", &[("phone", OTHER_PHONE), ("current_password", PASSWORD)]).assert_redirect("/account");
+    assert_status(&pending.post("/sign-in/code/verify", &[("code", &code)]), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_signed_out(&pending.get("/account"));
+}
+
+fn a_pending_sign_in_is_void_once_the_account_is_deleted(db: &TestDb) {
+    let app = spawn(db, &[]);
+    let owner = alice(&app);
+    past_cooldown(&app);
+    let pending = request_code(&app, ALICE_EMAIL);
+    let code = mailed_code(&app, ALICE_EMAIL, 1);
+    owner.get("/account/delete");
+    owner.post("/account/delete", &[("current_password", PASSWORD), ("confirm", "delete")]).assert_redirect("/");
+    // someone signs up again with the address: the old sign-in is not theirs either
+    Browser::new(&app).sign_up(&[("email", ALICE_EMAIL), ("password", PASSWORD)]).assert_redirect("/account");
     assert_status(&pending.post("/sign-in/code/verify", &[("code", &code)]), StatusCode::UNPROCESSABLE_ENTITY);
     assert_signed_out(&pending.get("/account"));
 }
