@@ -47,6 +47,8 @@ pub struct PendingReset {
     proven_at: Option<DateTime<Utc>>,
 }
 
+/// The account and channel a code that proves an account went to (a reset's, or a code
+/// sign-in's), with what it was sent under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct ResetTarget {
     user_id: i64,
