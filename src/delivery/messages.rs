@@ -258,6 +258,38 @@ mod tests {
     }
 
     #[test]
+    fn every_code_message_holds_the_code_once_and_says_what_it_is_for() {
+        let runs = |text: &str, n: usize| {
+            text.split(|c: char| !c.is_ascii_digit()).filter(|r| r.len() >= n).map(str::to_owned).collect::<Vec<_>>()
+        };
+        for site in ["https://auth.example.org", "http://127.0.0.1:8080", "https://app2024123.example.org/auth"] {
+            let site = Url::parse(site).unwrap();
+            for n in 4..=10 {
+                let code = OtpCode::generate(n);
+                for (purpose, says) in
+                    [(Purpose::Verify, "verif"), (Purpose::PasswordReset, "reset"), (Purpose::SignIn, "sign-in code")]
+                {
+                    let ttl = Duration::minutes(15);
+                    let mail = code_email(purpose, &code, ttl, &site);
+                    assert_eq!(runs(&mail.text, n), [code.as_str()], "{purpose:?} {site} {n}: {}", mail.text);
+                    assert!(mail.subject.to_lowercase().contains(says), "{}", mail.subject);
+                    let sms = code_sms(purpose, &code, ttl, &site);
+                    let (text, webotp) = sms.rsplit_once("\n\n").unwrap();
+                    assert_eq!(runs(text, n), [code.as_str()], "{purpose:?} {site} {n}: {sms}");
+                    assert_eq!(webotp, format!("@{} #{}", site_host(&site), code.as_str()));
+                    assert!(text.contains(says), "{sms}");
+                }
+                // a sign-in code never calls itself a reset or a verification
+                let mail = code_email(Purpose::SignIn, &code, Duration::minutes(15), &site);
+                let sms = code_sms(Purpose::SignIn, &code, Duration::minutes(15), &site);
+                for text in [mail.text.to_lowercase(), sms.to_lowercase()] {
+                    assert!(!text.contains("reset") && !text.contains("verification"), "{text}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn pages_under_the_site() {
         let u = |s: &str| Url::parse(s).unwrap();
         assert_eq!(page_url(&u("https://x.org"), "verify/email").as_str(), "https://x.org/verify/email");
