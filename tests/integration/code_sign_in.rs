@@ -133,6 +133,9 @@ fn next_is_kept_and_only_a_local_path(db: &TestDb) {
     let app = spawn(db, &[]);
     alice(&app);
     past_cooldown(&app);
+    // the sign-in page passes its `next` on
+    let sign_in = Browser::new(&app).get("/sign-in?next=/account/delete");
+    assert!(sign_in.body.contains("href=\"/sign-in/code?next=/account/delete\""), "{}", sign_in.body);
     let form = Browser::new(&app).get("/sign-in/code?next=/account/delete");
     assert!(form.body.contains("name=\"next\" value=\"/account/delete\""), "{}", form.body);
     for (nth, (next, lands)) in

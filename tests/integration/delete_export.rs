@@ -8,9 +8,9 @@ use flex_user::domain::Phone;
 use reqwest::StatusCode;
 use sha2::Digest as _;
 
-use crate::common::TestDb;
 use crate::common::app::{Browser, TestApp};
 use crate::common::flows::*;
+use crate::common::{TestDb, at_once};
 
 on_both_databases!(
     delete_needs_the_password_and_the_word,
@@ -18,6 +18,7 @@ on_both_databases!(
     a_password_less_account_deletes_within_ten_minutes_of_signing_in,
     export_is_an_attachment_without_hashes_codes_or_secrets,
     signed_out_visitors_are_sent_to_sign_in,
+    concurrent_wrong_passwords_are_checked_one_per_window,
 );
 
 fn count_users(app: &TestApp) -> i64 {
@@ -222,4 +223,29 @@ fn signed_out_visitors_are_sent_to_sign_in(db: &TestDb) {
     browser.get("/sign-in");
     let page = browser.post("/account/delete", &[("confirm", "delete")]);
     assert_status(&page, StatusCode::SEE_OTHER);
+}
+
+/// The password typed to delete backs off as a sign-in does: eight guesses at once are checked
+/// one per window, and the right password inside that window deletes nothing.
+fn concurrent_wrong_passwords_are_checked_one_per_window(db: &TestDb) {
+    let app = spawn(db, &[]);
+    let browser = alice(&app);
+    browser.get("/account/delete");
+    let token = browser.token();
+    let guesses: Vec<String> = (0..8).map(|n| format!("guess number {n}")).collect();
+    let pages = at_once(guesses.len(), |i| {
+        browser.post_raw(
+            "/account/delete",
+            &[("csrf_token", &token), ("current_password", &guesses[i]), ("confirm", "delete")],
+        )
+    });
+    let statuses: Vec<StatusCode> = pages.iter().map(|p| p.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 7, "{statuses:?}");
+    let page = browser.post("/account/delete", &[("current_password", PASSWORD), ("confirm", "delete")]);
+    assert_status(&page, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(count_users(&app), 1);
+    app.clock.advance(secs(1));
+    browser.post("/account/delete", &[("current_password", PASSWORD), ("confirm", "delete")]).assert_redirect("/");
+    assert_eq!(count_users(&app), 0);
 }
