@@ -2,6 +2,9 @@
 //! messages it causes commit together (the outbox). Blocking: call from `web::block`; those
 //! that hash passwords go through the web layer's hashing limit.
 
+mod account_data;
+mod code_sign_in;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +25,9 @@ use crate::domain::password::NewPassword;
 use crate::domain::{Email, Identifier};
 use crate::secret::SecretKey;
 
+pub use account_data::{Deletion, Export, ExportAddress, ExportSession, ExportUser, RECENT_SIGN_IN};
+pub use code_sign_in::{CodeSignIn, PendingSignIn};
+
 /// A password reset in progress, as the asking session keeps it.
 ///
 /// It depends on the account's credentials (password and identifiers, as one version number),
@@ -41,6 +47,8 @@ pub struct PendingReset {
     proven_at: Option<DateTime<Utc>>,
 }
 
+/// The account and channel a code that proves an account went to (a reset's, or a code
+/// sign-in's), with what it was sent under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct ResetTarget {
     user_id: i64,
@@ -85,6 +93,8 @@ pub struct Flows {
     secret: SecretKey,
     /// Wakes this instance's delivery worker after a commit that queued a message.
     pub wake: Arc<tokio::sync::Notify>,
+    /// How long sessions live (to tell when one was last used).
+    lifetime: sessions::SessionLifetime,
 }
 
 /// What a sign-in came to.
@@ -103,6 +113,15 @@ pub enum ResetCheck {
     /// The code was right: the reset, now proven, for the session to keep.
     Proven(PendingReset),
     /// Wrong, expired, or no account or a void reset (answered alike).
+    Wrong,
+    Throttled(Throttled),
+}
+
+/// What a check of a code that proves an account came to.
+#[derive(Debug)]
+enum CodeCheck {
+    Right,
+    /// Wrong, expired, or no account or a void request (answered alike).
     Wrong,
     Throttled(Throttled),
 }
@@ -144,6 +163,7 @@ impl Flows {
             site: settings.public_url.clone(),
             secret: settings.secret_key.clone(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            lifetime: sessions::SessionLifetime::from_settings(settings),
         }
     }
 
@@ -376,7 +396,21 @@ impl Flows {
     /// counts against an address's limits or the SMS budget for an unknown account. Guessing
     /// stays bounded by the code itself: void after ten failures, however it is typed.
     pub fn request_reset(&self, typed: &str) -> anyhow::Result<PendingReset> {
-        let throttle_key = self.throttle_key("reset", typed);
+        let (throttle_key, target) = self.request_code(Purpose::PasswordReset, typed)?;
+        Ok(PendingReset { throttle_key, target, proven_at: None })
+    }
+
+    /// The request of a code that proves an account (a reset or a code sign-in), the same
+    /// outcome whether or not the account exists: the throttle key of what was typed, and the
+    /// account and channel the code went to, when one matched. The code goes to the email for an
+    /// email or a username with an email, else to the phone. See [`Flows::request_reset`] for the
+    /// backoff and the limits.
+    fn request_code(&self, purpose: Purpose, typed: &str) -> anyhow::Result<(String, Option<ResetTarget>)> {
+        // the code backoff of what was typed, apart from the password sign-in's ("sign-in")
+        let throttle_key = match purpose {
+            Purpose::SignIn => self.throttle_key("sign-in-code", typed),
+            Purpose::PasswordReset | Purpose::Verify => self.throttle_key("reset", typed),
+        };
         let identifier = Identifier::infer(typed, self.accounts.default_region()).ok();
         let user = match &identifier {
             Some(identifier) => self.accounts.find_user(identifier)?.filter(|u| u.is_active),
@@ -400,7 +434,7 @@ impl Flows {
             else {
                 return Ok(None);
             };
-            self.send_code_in(conn, &token, Purpose::PasswordReset).map_err(check_to_anyhow)?;
+            self.send_code_in(conn, &token, purpose).map_err(check_to_anyhow)?;
             Ok::<_, anyhow::Error>(Some(ResetTarget {
                 user_id: user.id,
                 channel,
@@ -409,7 +443,7 @@ impl Flows {
                 credential_version,
             }))
         })?;
-        Ok(PendingReset { throttle_key, target, proven_at: None })
+        Ok((throttle_key, target))
     }
 
     /// True while what `target` was made under still holds: the account is active, its
@@ -425,15 +459,32 @@ impl Flows {
     /// asked for, and only while the reset still holds. For no account or a void reset it answers as
     /// for a wrong code, backoff included.
     pub fn verify_reset(&self, pending: &PendingReset, code: &str) -> anyhow::Result<ResetCheck> {
+        Ok(match self.check_code(Purpose::PasswordReset, &pending.throttle_key, pending.target.as_ref(), code)? {
+            CodeCheck::Right => ResetCheck::Proven(pending.clone().proven(self.now())),
+            CodeCheck::Wrong => ResetCheck::Wrong,
+            CodeCheck::Throttled(throttled) => ResetCheck::Throttled(throttled),
+        })
+    }
+
+    /// Checks a code sent by [`Flows::request_code`]: the backoff of the typed identifier first
+    /// (claimed before anything is checked), then the code, only against `target` and only while
+    /// it holds. No target or a void one answers as a wrong code, backoff included. A right code
+    /// is spent (exactly once: the token's compare-and-swap) and clears the backoff.
+    fn check_code(
+        &self,
+        purpose: Purpose,
+        throttle_key: &str,
+        target: Option<&ResetTarget>,
+        code: &str,
+    ) -> anyhow::Result<CodeCheck> {
         let now = self.now();
         let mut conn = self.accounts.conn()?;
-        if let Err(throttled) = throttles::claim(&mut conn, &pending.throttle_key, now, CODE_BACKOFF_CAP)? {
-            return Ok(ResetCheck::Throttled(throttled));
+        if let Err(throttled) = throttles::claim(&mut conn, throttle_key, now, CODE_BACKOFF_CAP)? {
+            return Ok(CodeCheck::Throttled(throttled));
         }
-        let right = match &pending.target {
+        let right = match target {
             Some(target) if self.target_holds(&mut conn, target)? => {
-                match tokens::check(&mut conn, target.token_id, code, Purpose::PasswordReset, self.accounts.keys(), now)
-                {
+                match tokens::check(&mut conn, target.token_id, code, purpose, self.accounts.keys(), now) {
                     Ok(right) => right,
                     Err(CheckError::NoToken | CheckError::Throttled(_)) => false,
                     Err(CheckError::Unexpected(e)) => return Err(e),
@@ -442,10 +493,10 @@ impl Flows {
             _ => false,
         };
         if !right {
-            return Ok(ResetCheck::Wrong);
+            return Ok(CodeCheck::Wrong);
         }
-        throttles::clear(&mut conn, &pending.throttle_key)?;
-        Ok(ResetCheck::Proven(pending.clone().proven(now)))
+        throttles::clear(&mut conn, throttle_key)?;
+        Ok(CodeCheck::Right)
     }
 
     /// The target of `pending` if its code was proven within the code lifetime.
@@ -479,25 +530,39 @@ impl Flows {
             }
             tokens::mark_verified(conn, token.id)?;
             if !token.state.verified {
-                let other = match target.channel {
-                    Channel::Email => Channel::Phone,
-                    Channel::Phone => Channel::Email,
-                };
-                let mut changes = IdentifierChanges::default();
-                match other {
-                    Channel::Email => changes.email = Change::Remove,
-                    Channel::Phone => changes.phone = Change::Remove,
-                }
-                if let Some(token) = tokens::find(conn, target.user_id, other)? {
-                    outbox::cancel_for_token(conn, token.id, now)?;
-                }
-                // the proven channel stays, so an identifier always remains
-                users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
+                self.remove_unproven_in(conn, target, now)?;
             }
             sessions::end_all_for_user(conn, target.user_id)?;
             Ok::<_, anyhow::Error>(true)
         })?;
         Ok(done)
+    }
+
+    /// Inside a transaction, after a reset or a code sign-in proved `target`'s channel, which was
+    /// unverified before: removes what whoever held the account before that address was proven
+    /// set up, the account's other email or phone. The proven channel stays, so an identifier
+    /// always remains; so does the username (a name proves nothing and grants nothing).
+    fn remove_unproven_in(
+        &self,
+        conn: &mut AnyConnection,
+        target: &ResetTarget,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let other = match target.channel {
+            Channel::Email => Channel::Phone,
+            Channel::Phone => Channel::Email,
+        };
+        let mut changes = IdentifierChanges::default();
+        match other {
+            Channel::Email => changes.email = Change::Remove,
+            Channel::Phone => changes.phone = Change::Remove,
+        }
+        if let Some(token) = tokens::find(conn, target.user_id, other)? {
+            outbox::cancel_for_token(conn, token.id, now)?;
+        }
+        users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
+        // merge: the second factors (authenticator app, passkeys, recovery codes) go here too
+        Ok(())
     }
 
     /// Deletes expired sessions and stale throttle rows. (The delivery worker keeps the outbox

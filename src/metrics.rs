@@ -128,6 +128,8 @@ pub enum Throttle {
     Code,
     /// Too many wrong codes for a password reset.
     ResetCode,
+    /// Too many wrong codes for a sign-in with a code.
+    SignInCode,
     /// A new code asked for too soon or too often (the send limits).
     CodeSend,
     /// The per-IP limit on POSTs.
@@ -140,6 +142,7 @@ pub fn throttle_refusal(what: Throttle) {
         Throttle::SignIn => "sign_in",
         Throttle::Code => "code",
         Throttle::ResetCode => "reset_code",
+        Throttle::SignInCode => "sign_in_code",
         Throttle::CodeSend => "code_send",
         Throttle::IpLimit => "ip_limit",
     };

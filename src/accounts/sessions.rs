@@ -46,6 +46,14 @@ impl SessionLifetime {
         db_time((now + self.idle + self.slack()).min(created + self.absolute))
     }
 
+    /// When a session whose stored deadline is `session.expires_at` was last used: no later
+    /// than that, and at most the slack earlier (a use that would move the deadline by less is
+    /// not written). A session at its absolute cap says only that it was used after the cap was
+    /// reached, so then this is the first moment that could be.
+    pub fn last_used(&self, session: &LiveSession) -> DateTime<Utc> {
+        (session.expires_at - self.idle - self.slack()).max(session.created_at)
+    }
+
     /// The deadline to write after a use at `now`, or `None` when the stored one is still good
     /// enough: it already lies at least `idle` ahead (it moves by `slack` or more otherwise), or
     /// it has reached the absolute age. An expired session is never revived.
@@ -192,6 +200,21 @@ mod tests {
             assert!(left >= Duration::seconds(60) && left <= Duration::seconds(66), "at {t}: {left}");
         }
         assert_eq!(writes, 100, "one write per slack of 6 s, not one per request");
+    }
+
+    #[test]
+    fn the_last_use_is_read_back_from_the_deadline_to_within_the_slack() {
+        let lifetime = SessionLifetime { idle: Duration::seconds(600), absolute: Duration::hours(1) };
+        let session = |stored: NaiveDateTime| LiveSession { created_at: at(0), expires_at: stored.and_utc() };
+        assert_eq!(lifetime.last_used(&session(lifetime.deadline(at(0), at(0)))), at(0));
+        let mut stored = lifetime.deadline(at(0), at(0));
+        for t in [30, 59, 61, 200, 700] {
+            if let Some(next) = lifetime.extended(at(0), stored, at(t)) {
+                stored = next;
+            }
+            let seen = lifetime.last_used(&session(stored));
+            assert!(seen <= at(t) && at(t) - seen < lifetime.slack(), "at {t}: {seen}");
+        }
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub enum Purpose {
     Verify,
     /// Lets the person set a new password.
     PasswordReset,
+    /// Signs the person in without a password.
+    SignIn,
 }
 
 impl Purpose {
@@ -76,6 +78,7 @@ impl Purpose {
         match self {
             Purpose::Verify => "verify",
             Purpose::PasswordReset => "reset",
+            Purpose::SignIn => "sign-in",
         }
     }
 }
@@ -87,6 +90,7 @@ impl FromStr for Purpose {
         match text {
             "verify" => Ok(Purpose::Verify),
             "reset" => Ok(Purpose::PasswordReset),
+            "sign-in" => Ok(Purpose::SignIn),
             _ => Err(UnknownName { kind: "code purpose", text: text.to_owned() }),
         }
     }
@@ -175,12 +179,13 @@ impl TokenState {
     /// The outcome of checking, for `purpose`, a code whose keyed hash is `typed_hash`: `Err`
     /// inside a backoff window (nothing counted), else the new state and whether it was right.
     ///
-    /// A verify code that is right verifies the address. A reset code that is right only proves
-    /// the reset: the address counts as verified when the reset completes (a proven but
-    /// abandoned reset verifies nothing). Reset checks are not refused by this token's window:
-    /// their backoff is kept per typed identifier by the caller, the same for every account, so
-    /// two identifiers of one account cannot be linked through a shared window. Their failures
-    /// still count here, so the code is void after [`MAX_FAILURES_PER_CODE`] however it is typed.
+    /// A verify code that is right verifies the address. A reset or sign-in code that is right
+    /// only proves the account: the address counts as verified when the reset (or sign-in)
+    /// completes (a proven but abandoned reset verifies nothing). Reset and sign-in checks are
+    /// not refused by this token's window: their backoff is kept per typed identifier by the
+    /// caller, the same for every account, so two identifiers of one account cannot be linked
+    /// through a shared window. Their failures still count here, so the code is void after
+    /// [`MAX_FAILURES_PER_CODE`] however it is typed.
     pub fn check(
         &self,
         typed_hash: &str,
@@ -446,6 +451,19 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_in_code_signs_in_only() {
+        let sign_in = TokenState::default().with_new_code("right".into(), Purpose::SignIn, t(0), TTL);
+        // neither a reset nor a verification
+        assert!(!sign_in.check("right", Purpose::PasswordReset, t(0)).unwrap().1);
+        assert!(!sign_in.check("right", Purpose::Verify, t(0)).unwrap().1);
+        // a reset code does not sign in
+        assert!(!reset_code(t(0)).check("right", Purpose::SignIn, t(0)).unwrap().1);
+        // right: spent, and verified only when the sign-in completes
+        let (s, ok) = sign_in.check("right", Purpose::SignIn, t(0)).unwrap();
+        assert!(ok && !s.verified && !s.has_live_code(t(0)));
+    }
+
+    #[test]
     fn reset_checks_ignore_the_tokens_window_but_void_the_code_after_ten() {
         let mut s = reset_code(t(0));
         for n in 1..=MAX_FAILURES_PER_CODE {
@@ -467,7 +485,8 @@ mod tests {
         assert!("".parse::<Channel>().is_err());
         assert_eq!("reset".parse::<Purpose>(), Ok(Purpose::PasswordReset));
         assert_eq!("verify".parse::<Purpose>(), Ok(Purpose::Verify));
-        assert!("sign-in".parse::<Purpose>().is_err());
+        assert_eq!("sign-in".parse::<Purpose>(), Ok(Purpose::SignIn));
+        assert!("signin".parse::<Purpose>().is_err());
     }
 
     #[test]

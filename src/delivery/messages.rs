@@ -146,6 +146,12 @@ pub fn code_email(purpose: Purpose, code: &OtpCode, ttl: Duration, site: &Url) -
             "Someone asked to reset the password of your account",
             "If this was not you, ignore this email: your password\nhas not been changed.",
         ),
+        Purpose::SignIn => (
+            "sign-in/code/verify",
+            "Your sign-in code",
+            "Here is the code to sign in to your account",
+            "If you did not ask to sign in, ignore this email: nobody\ncan sign in without this code.",
+        ),
     };
     let origin = Origin::new(site, page, code.len());
     let subject = format!("{subject_what} for {}", origin.host);
@@ -186,6 +192,10 @@ pub fn code_sms(purpose: Purpose, code: &OtpCode, ttl: Duration, site: &Url) -> 
         Purpose::PasswordReset => format!(
             "Your {of_host}password reset code is {code}. It expires in {ttl}. \
              If this was not you, ignore this message."
+        ),
+        Purpose::SignIn => format!(
+            "Your {of_host}sign-in code is {code}. It expires in {ttl}. \
+             If you did not ask to sign in, ignore this message."
         ),
     };
     format!("{line}\n\n@{host} #{code}")
@@ -245,6 +255,38 @@ mod tests {
         assert_eq!(w(86_399), "23 hours, 59 minutes and 59 seconds");
         assert_eq!(w(86_400), "24 hours");
         assert_eq!(w(2 * 86_400 + 3600), "2 days and 1 hour");
+    }
+
+    #[test]
+    fn every_code_message_holds_the_code_once_and_says_what_it_is_for() {
+        let runs = |text: &str, n: usize| {
+            text.split(|c: char| !c.is_ascii_digit()).filter(|r| r.len() >= n).map(str::to_owned).collect::<Vec<_>>()
+        };
+        for site in ["https://auth.example.org", "http://127.0.0.1:8080", "https://app2024123.example.org/auth"] {
+            let site = Url::parse(site).unwrap();
+            for n in 4..=10 {
+                let code = OtpCode::generate(n);
+                for (purpose, says) in
+                    [(Purpose::Verify, "verif"), (Purpose::PasswordReset, "reset"), (Purpose::SignIn, "sign-in code")]
+                {
+                    let ttl = Duration::minutes(15);
+                    let mail = code_email(purpose, &code, ttl, &site);
+                    assert_eq!(runs(&mail.text, n), [code.as_str()], "{purpose:?} {site} {n}: {}", mail.text);
+                    assert!(mail.subject.to_lowercase().contains(says), "{}", mail.subject);
+                    let sms = code_sms(purpose, &code, ttl, &site);
+                    let (text, webotp) = sms.rsplit_once("\n\n").unwrap();
+                    assert_eq!(runs(text, n), [code.as_str()], "{purpose:?} {site} {n}: {sms}");
+                    assert_eq!(webotp, format!("@{} #{}", site_host(&site), code.as_str()));
+                    assert!(text.contains(says), "{sms}");
+                }
+                // a sign-in code never calls itself a reset or a verification
+                let mail = code_email(Purpose::SignIn, &code, Duration::minutes(15), &site);
+                let sms = code_sms(Purpose::SignIn, &code, Duration::minutes(15), &site);
+                for text in [mail.text.to_lowercase(), sms.to_lowercase()] {
+                    assert!(!text.contains("reset") && !text.contains("verification"), "{text}");
+                }
+            }
+        }
     }
 
     #[test]

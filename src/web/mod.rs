@@ -109,7 +109,7 @@ pub(crate) fn signed_in_response(
     location: &str,
 ) -> Result<HttpResponse, AppError> {
     let secret = csrf::new_secret();
-    visitor.session.sign_in(user_id, &secret)?;
+    visitor.session.sign_in(user_id, &secret, state.flows.accounts.now())?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .cookie(csrf::cookie(&secret, &state.cookies))
@@ -190,7 +190,7 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
 const BLOCKING_THREADS_PER_WORKER: usize = 8;
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    use pages::{account, home, reset, sign_in, sign_up, verify};
+    use pages::{account, code, delete, home, reset, sign_in, sign_up, verify};
     cfg.route("/", web::get().to(home))
         .route("/healthz", web::get().to(healthz))
         .route("/healthz", web::head().to(healthz))
@@ -211,7 +211,14 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/password-reset/verify", web::get().to(reset::show_verify))
         .route("/password-reset/verify", web::post().to(reset::verify))
         .route("/password-reset/new", web::get().to(reset::show_new))
-        .route("/password-reset/new", web::post().to(reset::set_new));
+        .route("/password-reset/new", web::post().to(reset::set_new))
+        .route("/sign-in/code", web::get().to(code::show_request))
+        .route("/sign-in/code", web::post().to(code::request))
+        .route("/sign-in/code/verify", web::get().to(code::show_verify))
+        .route("/sign-in/code/verify", web::post().to(code::verify))
+        .route("/account/delete", web::get().to(delete::show))
+        .route("/account/delete", web::post().to(delete::delete))
+        .route("/account/export", web::get().to(delete::export));
 }
 
 async fn not_found(visitor: Visitor) -> HttpResponse {

@@ -19,7 +19,7 @@ use crate::accounts::User;
 use crate::accounts::sessions::{self, SessionLifetime};
 use crate::clock::Clock;
 use crate::db::{AnyConnection, Pool};
-use crate::flows::{Flows, PendingReset};
+use crate::flows::{Flows, PendingReset, PendingSignIn};
 
 #[derive(Clone)]
 pub struct DbSessionStore {
@@ -102,6 +102,9 @@ impl SessionStore for DbSessionStore {
 const USER_ID: &str = "user_id";
 const CSRF: &str = "csrf";
 const RESET: &str = "password_reset";
+const SIGNED_IN_AT: &str = "signed_in_at";
+const CODE_SIGN_IN: &str = "code_sign_in";
+const CODE_SIGN_IN_NEXT: &str = "code_sign_in_next";
 
 /// The typed view of this request's session: every read and write of session state goes
 /// through it, in handlers and middleware alike.
@@ -153,13 +156,21 @@ impl UserSession {
         Ok(user)
     }
 
-    /// Signs in: a new session id (the old one is deleted), bound to `csrf`.
-    pub fn sign_in(&self, user_id: i64, csrf: &str) -> anyhow::Result<()> {
+    /// Signs in at `now`: a new session id (the old one is deleted), bound to `csrf`; the
+    /// pending reset or code sign-in of the signed-out session is done with.
+    pub fn sign_in(&self, user_id: i64, csrf: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.0.renew();
         self.0.remove(RESET);
+        self.clear_code_sign_in();
         self.0.insert(USER_ID, user_id)?;
         self.0.insert(CSRF, csrf)?;
+        self.0.insert(SIGNED_IN_AT, now)?;
         Ok(())
+    }
+
+    /// When this session signed in (a sign-in proves who is there: some changes need a recent one).
+    pub fn signed_in_at(&self) -> Option<DateTime<Utc>> {
+        self.0.get::<DateTime<Utc>>(SIGNED_IN_AT).ok().flatten()
     }
 
     /// Ends this session: its row is deleted and the cookie removed.
@@ -183,5 +194,25 @@ impl UserSession {
 
     pub fn clear_reset(&self) {
         self.0.remove(RESET);
+    }
+
+    /// The code sign-in this session asked for, and where to go once signed in.
+    pub fn code_sign_in(&self) -> Option<(PendingSignIn, Option<String>)> {
+        let pending = self.0.get::<PendingSignIn>(CODE_SIGN_IN).ok().flatten()?;
+        Some((pending, self.0.get::<String>(CODE_SIGN_IN_NEXT).ok().flatten()))
+    }
+
+    pub fn set_code_sign_in(&self, pending: &PendingSignIn, next: Option<&str>) -> anyhow::Result<()> {
+        self.0.insert(CODE_SIGN_IN, pending)?;
+        match next {
+            Some(next) => self.0.insert(CODE_SIGN_IN_NEXT, next)?,
+            None => drop(self.0.remove(CODE_SIGN_IN_NEXT)),
+        }
+        Ok(())
+    }
+
+    pub fn clear_code_sign_in(&self) {
+        self.0.remove(CODE_SIGN_IN);
+        self.0.remove(CODE_SIGN_IN_NEXT);
     }
 }

@@ -9,6 +9,8 @@ mod samples;
 
 mod accounts;
 mod cli;
+mod code_sign_in;
+mod delete_export;
 mod delivery;
 mod faults;
 mod fuzz;

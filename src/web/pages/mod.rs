@@ -2,6 +2,8 @@
 //! blocking thread, and answers: a redirect, or its page re-shown with the messages.
 
 pub mod account;
+pub mod code;
+pub mod delete;
 pub mod reset;
 pub mod sign_in;
 pub mod sign_up;

@@ -20,9 +20,10 @@ use crate::web::{AppState, signed_out_response};
 /// The least time a reset request or code check takes to answer (well above the work of either
 /// case): a known account costs a few more reads and writes than an unknown one (the code and
 /// its message; the token's check), and answering no sooner than this hides the difference.
+/// The code sign-in's request and check answer no sooner than this too, for the same reason.
 const RESET_FLOOR: std::time::Duration = std::time::Duration::from_millis(40);
 
-async fn answer_no_sooner_than_the_floor(started: std::time::Instant) {
+pub(crate) async fn answer_no_sooner_than_the_floor(started: std::time::Instant) {
     actix_web::rt::time::sleep(RESET_FLOOR.saturating_sub(started.elapsed())).await;
 }
 

@@ -31,6 +31,8 @@ macro_rules! page_with_chrome {
 }
 
 mod account;
+mod code;
+mod delete;
 mod error;
 mod home;
 mod reset;
@@ -39,6 +41,8 @@ mod sign_up;
 mod verify;
 
 pub use account::{AccountView, AddressView};
+pub use code::{CodeRequestView, CodeVerifyView};
+pub use delete::DeleteView;
 pub use error::ErrorView;
 pub use home::HomeView;
 pub use reset::{ResetNewView, ResetRequestView, ResetVerifyView};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use askama::Template;
 use flex_user::web::views::{
-    AccountView, AddressView, Chrome, ErrorView, FormErrors, HomeView, ResetNewView, ResetRequestView, ResetVerifyView,
-    SignInView, SignUpView, VerifyView,
+    AccountView, AddressView, Chrome, CodeRequestView, CodeVerifyView, DeleteView, ErrorView, FormErrors, HomeView,
+    ResetNewView, ResetRequestView, ResetVerifyView, SignInView, SignUpView, VerifyView,
 };
 
 /// An address long enough to test wrapping on a 390 px wide screen.
@@ -52,6 +52,18 @@ pub fn verify(chrome: Chrome, channel: &'static str) -> VerifyView {
     VerifyView { chrome, channel, address: "alice@example.com".into(), errors: FormErrors::default(), notice: None }
 }
 
+/// `alice`'s delete page: a username, an email, a phone, a password, three sessions.
+pub fn delete(chrome: Chrome) -> DeleteView {
+    DeleteView {
+        chrome,
+        identifiers: vec!["alice".into(), "alice@example.com".into(), "+447700900123".into()],
+        sessions: 3,
+        has_usable_password: true,
+        confirm: String::new(),
+        errors: FormErrors::default(),
+    }
+}
+
 /// Every page, rendered with the given chrome.
 pub fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
     vec![
@@ -90,6 +102,19 @@ pub fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
         ),
         ("reset_verify", ResetVerifyView { chrome: chrome(), errors: FormErrors::default() }.render().unwrap()),
         ("reset_new", ResetNewView { chrome: chrome(), errors: FormErrors::default() }.render().unwrap()),
+        (
+            "sign_in_code",
+            CodeRequestView {
+                chrome: chrome(),
+                identifier: String::new(),
+                next: "/account".into(),
+                errors: FormErrors::default(),
+            }
+            .render()
+            .unwrap(),
+        ),
+        ("sign_in_code_verify", CodeVerifyView { chrome: chrome(), errors: FormErrors::default() }.render().unwrap()),
+        ("account_delete", delete(chrome()).render().unwrap()),
         ("error_404", ErrorView::not_found(Some(chrome())).render().unwrap()),
         ("error_429", ErrorView::too_many_requests(Some(chrome()), 30).render().unwrap()),
     ]
@@ -174,6 +199,30 @@ pub fn pages() -> Vec<(String, String)> {
         .with_general("This code has expired. Start again to get a new one.")
         .with_field("new_password", "This password is entirely numeric.");
     more.push(("reset_new_errors", ResetNewView { chrome: out(), errors }.render().unwrap()));
+
+    let code = CodeRequestView {
+        chrome: out(),
+        identifier: LONG_EMAIL.into(),
+        next: String::new(),
+        errors: FormErrors::default().with_field("identifier", "Enter your username, email address or phone number."),
+    };
+    more.push(("sign_in_code_errors", code.render().unwrap()));
+    let errors = FormErrors::default().with_field("code", "Too many wrong codes. Try again in 4 seconds.");
+    more.push(("sign_in_code_verify_errors", CodeVerifyView { chrome: out(), errors }.render().unwrap()));
+    let mut del = delete(Chrome::signed_in(TOKEN, LONG_USERNAME));
+    del.identifiers = vec![LONG_USERNAME.into(), LONG_EMAIL.into()];
+    del.sessions = 1;
+    del.confirm = "yes".into();
+    del.errors.field("current_password", "That is not your current password.");
+    del.errors.field("confirm", "Type the word delete to confirm.");
+    more.push(("account_delete_errors", del.render().unwrap()));
+    let mut del = delete(long());
+    del.has_usable_password = false;
+    del.identifiers = vec!["+447700900123".into()];
+    del.errors.general(
+        "Your account has no password, so deleting it needs a recent sign-in: sign in again with a code, then delete it within 10 minutes.",
+    );
+    more.push(("account_delete_nopassword", del.render().unwrap()));
 
     more.push(("error_403", ErrorView::forbidden(Some(long())).render().unwrap()));
     more.push(("error_403_bare", ErrorView::forbidden(None).render().unwrap()));

@@ -1,0 +1,179 @@
+//! An account's own data: deleting the account (`/account/delete`) and exporting what is kept
+//! about it (`/account/export`).
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::Flows;
+use crate::accounts::sessions;
+use crate::accounts::throttle::{SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
+use crate::accounts::tokens::{self, Channel};
+use crate::accounts::users::{self, Field, FieldErrors, User};
+use crate::db::AnyConnection;
+use crate::db::schema::{otp_tokens, outbox, throttles as throttles_table, users as users_table};
+
+/// How recent a sign-in must be for an account without a usable password to do what would
+/// otherwise need the password (delete itself).
+pub const RECENT_SIGN_IN: Duration = Duration::minutes(10);
+
+/// The `throttles` rows kept per user id (not per typed identifier), by purpose: deleting the
+/// account deletes them. (The password typed to confirm a deletion.)
+// merge: the second step's per-account backoff is keyed by user id too and joins this list
+const USER_THROTTLES: &[&str] = &[CONFIRM_PASSWORD];
+const CONFIRM_PASSWORD: &str = "confirm-password";
+
+/// What a request to delete an account came to.
+#[derive(Debug)]
+pub enum Deletion {
+    /// The account and everything of it is gone.
+    Deleted,
+    /// Messages for the fields (wrong or missing password, no recent sign-in); nothing changed.
+    Invalid(FieldErrors),
+    /// The password typed to confirm is inside its backoff window: nothing was checked.
+    Throttled(Throttled),
+}
+
+/// Everything kept about an account that its owner may see, for `GET /account/export`: never a
+/// password hash, a code, a secret or a session key.
+///
+/// Each part of the account is one field here, so another part (the activity log, the names of
+/// the second factors) is one more field.
+#[derive(Debug, Clone, Serialize)]
+pub struct Export {
+    pub exported_at: DateTime<Utc>,
+    pub user: ExportUser,
+    /// The live sessions, newest first.
+    pub sessions: Vec<ExportSession>,
+    // merge: `activity` (the account's security events) and `second_factors` (their names) go here
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportUser {
+    pub id: i64,
+    pub username: Option<String>,
+    pub email: Option<ExportAddress>,
+    pub phone: Option<ExportAddress>,
+    pub has_password: bool,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub date_joined: DateTime<Utc>,
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+/// An email address or phone number and whether it is verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportAddress {
+    pub address: String,
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSession {
+    pub began: DateTime<Utc>,
+    /// When it was last used, to within the session's write slack (at most a minute).
+    pub last_used: DateTime<Utc>,
+}
+
+impl Flows {
+    /// The throttle row key of `purpose` for one account (rather than for what someone typed).
+    fn user_throttle_key(&self, purpose: &str, user_id: i64) -> String {
+        self.secret.keyed_hash(purpose, format!("user:{user_id}").as_bytes())
+    }
+
+    /// `POST /account/delete`, after the form's confirmation word: with a usable password, the
+    /// right `current_password` (through the sign-in's backoff rule, per account: argon2, call
+    /// through the hashing limit); without one, a sign-in at `signed_in_at` within
+    /// [`RECENT_SIGN_IN`]. Then [`Flows::delete_user`].
+    pub fn delete_account(
+        &self,
+        user: &User,
+        current_password: &str,
+        signed_in_at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Deletion> {
+        let now = self.now();
+        let mut errors = FieldErrors::default();
+        if user.has_usable_password() {
+            if current_password.is_empty() {
+                errors.add(Some(Field::CurrentPassword), "Enter your current password.");
+                return Ok(Deletion::Invalid(errors));
+            }
+            let key = self.user_throttle_key(CONFIRM_PASSWORD, user.id);
+            let mut conn = self.accounts.conn()?;
+            if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
+                return Ok(Deletion::Throttled(throttled));
+            }
+            drop(conn); // not held across argon2
+            if !self.passwords().verify(&user.password.0, current_password)? {
+                errors.add(Some(Field::CurrentPassword), "That is not your current password.");
+                return Ok(Deletion::Invalid(errors));
+            }
+            throttles::clear(&mut *self.accounts.conn()?, &key)?;
+        } else if !signed_in_at.is_some_and(|at| at <= now && now - at <= RECENT_SIGN_IN) {
+            errors.add(
+                None,
+                "Your account has no password, so deleting it needs a recent sign-in: sign in again with a code, then delete it within 10 minutes.",
+            );
+            return Ok(Deletion::Invalid(errors));
+        }
+        self.delete_user(user.id)?;
+        Ok(Deletion::Deleted)
+    }
+
+    /// Deletes the user and everything of theirs in one transaction: sessions end, the tokens
+    /// go, and with them the outbox rows carrying their codes, and the throttle rows kept per
+    /// this user id. Its identifiers are free to sign up again; the send limits per address stay
+    /// (they are kept per address, not per account), and so does the sign-in backoff of each
+    /// typed identifier. `Ok(false)`: no such user.
+    pub fn delete_user(&self, user_id: i64) -> anyhow::Result<bool> {
+        let keys: Vec<String> = USER_THROTTLES.iter().map(|p| self.user_throttle_key(p, user_id)).collect();
+        self.transaction(|conn| delete_user_in(conn, user_id, &keys))
+    }
+
+    /// What is kept about the user (`None`: no such user). See [`Export`].
+    pub fn export_user(&self, user_id: i64) -> anyhow::Result<Option<Export>> {
+        let now = self.now();
+        let mut conn = self.accounts.conn()?;
+        let Some(user) = users::get(&mut conn, user_id)? else { return Ok(None) };
+        let address = |token: Option<tokens::OtpToken>| {
+            token.map(|t| ExportAddress { address: t.address, verified: t.state.verified })
+        };
+        let email = address(tokens::find(&mut conn, user_id, Channel::Email)?);
+        let phone = address(tokens::find(&mut conn, user_id, Channel::Phone)?);
+        let sessions = sessions::for_user(&mut conn, user_id, now)?
+            .into_iter()
+            .map(|s| ExportSession { began: s.created_at, last_used: self.lifetime.last_used(&s) })
+            .collect();
+        Ok(Some(Export {
+            exported_at: now,
+            user: ExportUser {
+                id: user.id,
+                username: user.username.as_ref().map(|u| u.as_str().to_owned()),
+                email,
+                phone,
+                has_password: user.has_usable_password(),
+                is_active: user.is_active,
+                is_staff: user.is_staff,
+                is_superuser: user.is_superuser,
+                date_joined: user.date_joined,
+                last_login: user.last_login,
+            },
+            sessions,
+        }))
+    }
+}
+
+/// The deletion itself; call inside a write transaction.
+fn delete_user_in(conn: &mut AnyConnection, user_id: i64, throttle_keys: &[String]) -> anyhow::Result<bool> {
+    let token_ids: Vec<i64> =
+        otp_tokens::table.filter(otp_tokens::user_id.eq(user_id)).select(otp_tokens::id).load(conn)?;
+    // the messages that carry their codes, sent or not (a sent one holds no text any more)
+    diesel::delete(outbox::table.filter(outbox::token_id.eq_any(&token_ids))).execute(conn)?;
+    sessions::end_all_for_user(conn, user_id)?;
+    diesel::delete(throttles_table::table.filter(throttles_table::key.eq_any(throttle_keys))).execute(conn)?;
+    diesel::delete(otp_tokens::table.filter(otp_tokens::user_id.eq(user_id))).execute(conn)?;
+    // merge: the activity log, second factors, passkeys, recovery codes and trusted browsers go here
+    let deleted = diesel::delete(users_table::table.find(user_id)).execute(conn)?;
+    Ok(deleted == 1)
+}
