@@ -22,7 +22,6 @@ use actix_web::dev::Server;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use diesel::connection::SimpleConnection;
 use tracing_actix_web::TracingLogger;
 
 use crate::accounts::sessions::SessionLifetime;
@@ -63,6 +62,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub ip_limit: IpLimit,
     pub cookies: Cookies,
+    pub health: monitoring::HealthProbe,
 }
 
 impl AppState {
@@ -70,6 +70,7 @@ impl AppState {
         AppState {
             ip_limit: IpLimit::new(&settings, flows.accounts.pool().clone(), flows.accounts.clock()),
             cookies: Cookies::for_settings(&settings),
+            health: monitoring::HealthProbe::start(flows.accounts.pool().clone()),
             flows,
             settings: Arc::new(settings),
         }
@@ -235,14 +236,7 @@ async fn stylesheet() -> HttpResponse {
 
 /// 200 `ok` when the database answers, else 503.
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let pool = state.flows.accounts.pool().clone();
-    let alive = web::block(move || {
-        // a health check answers quickly: it does not queue for the pool's full timeout
-        pool.get_timeout(Duration::from_secs(2)).ok().is_some_and(|mut c| c.batch_execute("SELECT 1").is_ok())
-    })
-    .await
-    .unwrap_or(false);
-    if alive {
+    if state.health.alive().await {
         HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok")
     } else {
         HttpResponse::ServiceUnavailable().content_type("text/plain; charset=utf-8").body("database unavailable")

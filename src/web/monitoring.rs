@@ -12,6 +12,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use diesel::connection::SimpleConnection as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::clock::Clock;
@@ -149,5 +150,59 @@ mod tests {
     fn methods_are_a_closed_set() {
         assert_eq!(method_label(&Method::POST), "POST");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
+}
+
+/// The database check behind `/healthz`, on a thread of its own.
+///
+/// A health check must answer while the site is flooded: on the workers' blocking threads it
+/// would queue behind every request already waiting there (seconds, under a flood of sign-ins),
+/// and a load balancer would take a working instance out. Here it waits only for a pool
+/// connection, and checks asked for at the same time share one `SELECT 1`.
+#[derive(Clone)]
+pub struct HealthProbe {
+    ask: std::sync::mpsc::SyncSender<()>,
+    /// (how many checks have finished, whether the last one reached the database)
+    answers: tokio::sync::watch::Receiver<(u64, bool)>,
+}
+
+impl HealthProbe {
+    /// How long a check waits for a pool connection before it says the database is unavailable.
+    const CONNECTION_WAIT: Duration = Duration::from_secs(2);
+
+    pub fn start(pool: Pool) -> HealthProbe {
+        // room for one request: a check asked for while one is pending joins it
+        let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let (tell, answers) = tokio::sync::watch::channel((0, false));
+        std::thread::Builder::new()
+            .name("health-probe".into())
+            .spawn(move || {
+                let mut done = 0;
+                while asked.recv().is_ok() {
+                    let alive = pool
+                        .get_timeout(Self::CONNECTION_WAIT)
+                        .ok()
+                        .is_some_and(|mut c| c.batch_execute("SELECT 1").is_ok());
+                    done += 1;
+                    if tell.send((done, alive)).is_err() {
+                        return; // every probe is gone
+                    }
+                }
+            })
+            .expect("a thread for the health probe");
+        HealthProbe { ask, answers }
+    }
+
+    /// Whether the database answers: from a check that finished after this call began.
+    pub async fn alive(&self) -> bool {
+        let mut answers = self.answers.clone();
+        let seen = answers.borrow_and_update().0;
+        // full means a check is already asked for, and its answer will do
+        let _ = self.ask.try_send(());
+        let fresh = answers.wait_for(|(done, _)| *done > seen);
+        match tokio::time::timeout(Self::CONNECTION_WAIT + Duration::from_secs(1), fresh).await {
+            Ok(Ok(answer)) => answer.1,
+            _ => false,
+        }
     }
 }
