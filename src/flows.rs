@@ -2,12 +2,15 @@
 //! messages it causes commit together (the outbox). Blocking: call from `web::block`; those
 //! that hash passwords go through the web layer's hashing limit.
 
+mod security;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::accounts::activity::{self, Event, IdentifierKind, SignInMethod};
 use crate::accounts::sessions;
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel, CheckError, OtpToken};
@@ -17,9 +20,10 @@ use crate::accounts::users::{
 use crate::accounts::{Accounts, Passwords};
 use crate::config::Settings;
 use crate::db::{self, AnyConnection};
+use crate::delivery::notices::{self, Notice};
 use crate::delivery::{NewMessage, Purpose, Refusal, SendLimits, limits, messages, outbox};
 use crate::domain::password::NewPassword;
-use crate::domain::{Email, Identifier};
+use crate::domain::{Email, Identifier, RequestContext};
 use crate::secret::SecretKey;
 
 /// A password reset in progress, as the asking session keeps it.
@@ -83,6 +87,8 @@ pub struct Flows {
     limits: SendLimits,
     site: Url,
     secret: SecretKey,
+    /// How long security events are kept (`FLEX_USER_ACTIVITY_DAYS`).
+    activity_retention: chrono::Duration,
     /// Wakes this instance's delivery worker after a commit that queued a message.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -143,6 +149,7 @@ impl Flows {
             limits: SendLimits::from_settings(settings),
             site: settings.public_url.clone(),
             secret: settings.secret_key.clone(),
+            activity_retention: settings.activity_retention,
             wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -230,11 +237,12 @@ impl Flows {
 
     /// Sign-up: the user, its tokens and a code to each address, in one transaction.
     /// `password_hash` was computed beforehand (outside the write lock).
-    pub fn sign_up(&self, new: NewUser, password_hash: &str) -> anyhow::Result<Form<User>> {
-        Form::from_account(self.sign_up_user(new, password_hash))
+    /// The browser of `ctx` becomes known to the account (no new-browser notice at its first sign-in).
+    pub fn sign_up(&self, new: NewUser, password_hash: &str, ctx: &RequestContext) -> anyhow::Result<Form<User>> {
+        Form::from_account(self.sign_up_user(new, password_hash, ctx))
     }
 
-    fn sign_up_user(&self, new: NewUser, password_hash: &str) -> Result<User, AccountError> {
+    fn sign_up_user(&self, new: NewUser, password_hash: &str, ctx: &RequestContext) -> Result<User, AccountError> {
         let mut conn = self.accounts.conn()?;
         users::check_new(&mut conn, &new)?;
         drop(conn);
@@ -246,6 +254,8 @@ impl Flows {
                     self.send_code_in(conn, &token, Purpose::Verify).map_err(check_to_account)?;
                 }
             }
+            activity::record(conn, user.id, Event::AccountCreated, ctx, now)?;
+            self.note_browser_in(conn, user.id, ctx, false)?;
             Ok(user)
         })
     }
@@ -260,7 +270,10 @@ impl Flows {
     /// The attempt claims its turn on the throttle row before the password is checked (see
     /// [`throttles::claim`]), so concurrent guesses cannot pass the check together, every
     /// password checked counts, and none succeeds inside an open window.
-    pub fn sign_in(&self, identifier: &str, password: &str) -> anyhow::Result<SignIn> {
+    ///
+    /// A wrong password for an existing account is counted in its activity; a success is
+    /// recorded by [`Flows::signed_in`].
+    pub fn sign_in(&self, identifier: &str, password: &str, ctx: &RequestContext) -> anyhow::Result<SignIn> {
         let key = self.throttle_key("sign-in", identifier);
         let now = self.now();
         let mut conn = self.accounts.conn()?;
@@ -268,10 +281,14 @@ impl Flows {
             return Ok(SignIn::Throttled(throttled));
         }
         drop(conn); // not held across argon2
-        let Some(user) = self.accounts.authenticate(identifier, password)? else { return Ok(SignIn::Wrong) };
+        let Some(user) = self.accounts.authenticate(identifier, password)? else {
+            self.sign_in_failed(identifier, ctx)?;
+            return Ok(SignIn::Wrong);
+        };
         let mut conn = self.accounts.conn()?;
         throttles::clear(&mut conn, &key)?;
-        users::record_login(&mut conn, user.id, now)?;
+        drop(conn);
+        self.signed_in(user.id, SignInMethod::Password, ctx)?;
         Ok(SignIn::SignedIn(user))
     }
 
@@ -293,6 +310,7 @@ impl Flows {
         user: &User,
         changes: IdentifierChanges,
         current_password: &str,
+        ctx: &RequestContext,
     ) -> anyhow::Result<Form<Updated>> {
         if changes.alter_addresses(user) && user.has_usable_password() {
             let message = if current_password.is_empty() {
@@ -308,10 +326,15 @@ impl Flows {
                 return Ok(Form::Invalid(errors));
             }
         }
-        Form::from_account(self.update_identifiers(user.id, changes))
+        Form::from_account(self.update_identifiers(user.id, changes, ctx))
     }
 
-    fn update_identifiers(&self, user_id: i64, changes: IdentifierChanges) -> Result<Updated, AccountError> {
+    fn update_identifiers(
+        &self,
+        user_id: i64,
+        changes: IdentifierChanges,
+        ctx: &RequestContext,
+    ) -> Result<Updated, AccountError> {
         self.transaction(|conn| {
             let before_tokens =
                 [tokens::find(conn, user_id, Channel::Email)?, tokens::find(conn, user_id, Channel::Phone)?];
@@ -335,6 +358,21 @@ impl Flows {
                     self.send_code_in(conn, &token, Purpose::Verify).map_err(check_to_account)?;
                 }
             }
+            let (before, after) = (&updated.before, &updated.after);
+            let text = |v: Option<&str>| v.map(str::to_owned);
+            for (kind, old, new) in [
+                (IdentifierKind::Username, text(before.username.as_ref().map(|u| u.as_str())), text(after.username.as_ref().map(|u| u.as_str()))),
+                (IdentifierKind::Email, text(before.email.as_ref().map(Email::as_str)), text(after.email.as_ref().map(Email::as_str))),
+                (IdentifierKind::Phone, text(before.phone.as_ref().map(|p| p.as_str())), text(after.phone.as_ref().map(|p| p.as_str()))),
+            ] {
+                let event = match (old, new) {
+                    (None, Some(_)) => Event::IdentifierAdded(kind),
+                    (Some(_), None) => Event::IdentifierRemoved(kind),
+                    (Some(old), Some(new)) if old != new => Event::IdentifierChanged(kind),
+                    _ => continue,
+                };
+                activity::record(conn, user_id, event, ctx, self.now())?;
+            }
             Ok(updated)
         })
     }
@@ -353,16 +391,25 @@ impl Flows {
     /// `POST /account/password`: checks the current password, then sets the new one; every
     /// session of the user ends (the caller renews its own). `Ok(false)`: wrong current password.
     /// Argon2 twice: call through the hashing limit.
-    pub fn change_password(&self, user: &User, current: &str, new: &NewPassword) -> anyhow::Result<bool> {
+    /// The change is recorded in the activity, and the verified addresses are told.
+    pub fn change_password(
+        &self,
+        user: &User,
+        current: &str,
+        new: &NewPassword,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<bool> {
         if !self.passwords().verify(&user.password.0, current)? {
             return Ok(false);
         }
         let hash = self.hash(new)?;
-        let mut conn = self.accounts.conn()?;
-        db::write_transaction(&mut conn, |conn| {
+        let now = self.now();
+        self.transaction(|conn| {
             users::set_password_hash(conn, user.id, &hash)?;
             sessions::end_all_for_user(conn, user.id)?;
-            Ok::<_, diesel::result::Error>(())
+            activity::record(conn, user.id, Event::PasswordChanged, ctx, now)?;
+            notices::queue(conn, user.id, Notice::PasswordChanged, ctx, &self.site, now)?;
+            Ok::<_, anyhow::Error>(())
         })?;
         Ok(true)
     }
@@ -466,7 +513,9 @@ impl Flows {
     /// removes the account's other email and phone (never proven by whoever holds this one).
     /// `Ok(false)`: the reset is not proven, or void (something it depends on changed, or it
     /// was already used); nothing changed.
-    pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str) -> anyhow::Result<bool> {
+    /// The reset (and a channel it verified or removed) is recorded in the activity, and the
+    /// verified addresses, as they are after it, are told.
+    pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str, ctx: &RequestContext) -> anyhow::Result<bool> {
         let Some(target) = self.proven_target(pending) else { return Ok(false) };
         let now = self.now();
         let done = self.transaction(|conn| {
@@ -478,7 +527,9 @@ impl Flows {
                 return Ok(false);
             }
             tokens::mark_verified(conn, token.id)?;
+            activity::record(conn, target.user_id, Event::PasswordReset, ctx, now)?;
             if !token.state.verified {
+                activity::record(conn, target.user_id, Event::IdentifierVerified(target.channel.into()), ctx, now)?;
                 let other = match target.channel {
                     Channel::Email => Channel::Phone,
                     Channel::Phone => Channel::Email,
@@ -490,11 +541,13 @@ impl Flows {
                 }
                 if let Some(token) = tokens::find(conn, target.user_id, other)? {
                     outbox::cancel_for_token(conn, token.id, now)?;
+                    activity::record(conn, target.user_id, Event::IdentifierRemoved(other.into()), ctx, now)?;
                 }
                 // the proven channel stays, so an identifier always remains
                 users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
             }
             sessions::end_all_for_user(conn, target.user_id)?;
+            notices::queue(conn, target.user_id, Notice::PasswordReset, ctx, &self.site, now)?;
             Ok::<_, anyhow::Error>(true)
         })?;
         Ok(done)
@@ -507,7 +560,8 @@ impl Flows {
         let mut conn = self.accounts.conn()?;
         let sessions = sessions::prune(&mut conn, now)?;
         let throttles = throttles::prune(&mut conn, now)?;
-        tracing::debug!(sessions, throttles, "housekeeping");
+        let (events, notices) = self.prune_security_records(&mut conn)?;
+        tracing::debug!(sessions, throttles, events, notices, "housekeeping");
         Ok(())
     }
 

@@ -2,7 +2,9 @@
 //! blocking thread, and answers: a redirect, or its page re-shown with the messages.
 
 pub mod account;
+pub mod activity;
 pub mod reset;
+pub mod sessions;
 pub mod sign_in;
 pub mod sign_up;
 pub mod verify;
