@@ -191,8 +191,8 @@ pub fn notice_sms(notice: Notice, ctx: &RequestContext, site: &Url, now: DateTim
 }
 
 /// Queues `notice` for the account's verified email (else, where allowed, its verified phone),
-/// within the account's hourly bound. Call it inside the transaction of the change it tells
-/// of, so that both commit or neither does.
+/// within the account's hourly bound. Call it inside the (write) transaction of the change it
+/// tells of, so that both commit or neither does.
 pub fn queue(
     conn: &mut AnyConnection,
     user_id: i64,
@@ -211,6 +211,13 @@ pub fn queue(
     };
     let Some((channel, recipient)) = to else { return Ok(Queued::NoAddress) };
 
+    // the count and the insert as one step: on PostgreSQL under a transaction-scoped lock of
+    // the account's notices (SQLite's `BEGIN IMMEDIATE` already serializes every writer)
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7314, $1)")
+            .bind::<diesel::sql_types::Integer, _>(user_id as i32)
+            .execute(pg)?;
+    }
     let sent: i64 = notice_log::table
         .filter(notice_log::user_id.eq(user_id))
         .filter(notice_log::kind.eq(notice.class()))

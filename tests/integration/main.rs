@@ -8,6 +8,7 @@ mod common;
 mod samples;
 
 mod accounts;
+mod activity;
 mod cli;
 mod delivery;
 mod faults;
@@ -18,6 +19,7 @@ mod pages;
 mod review;
 mod scale_out;
 mod security;
+mod sessions;
 mod shedding;
 mod views;
 mod web;
