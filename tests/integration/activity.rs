@@ -318,6 +318,19 @@ fn one_browser_signing_in_at_once_is_told_once(db: &TestDb) {
     assert_eq!(queued(&app, ALICE_EMAIL).1, 1);
 }
 
+fn new_browser_notices_stay_bounded_under_concurrency(db: &TestDb) {
+    let app = spawn(db, &[]);
+    alice_with_verified_email(&app);
+    let id = user(&app, "alice").unwrap().id;
+    let contexts: Vec<RequestContext> = (0..12)
+        .map(|i| RequestContext { ip: Some("198.51.100.4".parse().unwrap()), user_agent: None, browser: Some(format!("{i:064}")) })
+        .collect();
+    let results = crate::common::at_once(12, |i| app.flows.signed_in(id, SignInMethod::Password, &contexts[i]).is_ok());
+    assert!(results.iter().all(|ok| *ok));
+    let bound = flex_user::delivery::notices::NEW_BROWSER_PER_HOUR as usize;
+    assert_eq!(queued(&app, ALICE_EMAIL).1, bound, "twelve new browsers at once: still at most {bound} notices");
+}
+
 fn pruning_keeps_ninety_days(db: &TestDb) {
     let app = spawn(db, &[("FLEX_USER_ACTIVITY_DAYS", "90")]);
     let start = app.accounts.now();
@@ -354,5 +367,6 @@ on_both_databases!(
     a_new_browser_is_told_once,
     the_new_browser_notice_is_bounded,
     one_browser_signing_in_at_once_is_told_once,
+    new_browser_notices_stay_bounded_under_concurrency,
     pruning_keeps_ninety_days,
 );
