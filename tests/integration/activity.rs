@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use flex_user::accounts::activity::{self, Event, SignInMethod};
 use flex_user::db::schema::{activity as activity_table, send_log, throttles};
+use flex_user::delivery::notices::{Notice, Queued};
 use flex_user::domain::{RequestContext, UserAgent};
 use reqwest::StatusCode;
 
@@ -329,6 +330,20 @@ fn new_browser_notices_stay_bounded_under_concurrency(db: &TestDb) {
     assert!(results.iter().all(|ok| *ok));
     let bound = flex_user::delivery::notices::NEW_BROWSER_PER_HOUR as usize;
     assert_eq!(queued(&app, ALICE_EMAIL).1, bound, "twelve new browsers at once: still at most {bound} notices");
+
+    // the bound's own check-then-act, without the sign-in's other writes around it
+    app.clock.advance(chrono::Duration::hours(2));
+    let (now, site) = (app.accounts.now(), reqwest::Url::parse("http://auth.test:8080").unwrap());
+    let queued_now = crate::common::at_once(12, |i| {
+        let mut conn = app.pool.get().unwrap();
+        flex_user::db::write_transaction(&mut conn, |conn| {
+            flex_user::delivery::notices::queue(conn, id, Notice::NewBrowserSignIn, &contexts[i], &site, now)
+        })
+        .unwrap()
+    });
+    let sent = queued_now.iter().filter(|q| matches!(q, Queued::To(_))).count();
+    assert_eq!(sent, bound, "{queued_now:?}");
+    assert_eq!(queued(&app, ALICE_EMAIL).1, 2 * bound);
 }
 
 fn pruning_keeps_ninety_days(db: &TestDb) {
