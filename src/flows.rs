@@ -361,9 +361,21 @@ impl Flows {
             let (before, after) = (&updated.before, &updated.after);
             let text = |v: Option<&str>| v.map(str::to_owned);
             for (kind, old, new) in [
-                (IdentifierKind::Username, text(before.username.as_ref().map(|u| u.as_str())), text(after.username.as_ref().map(|u| u.as_str()))),
-                (IdentifierKind::Email, text(before.email.as_ref().map(Email::as_str)), text(after.email.as_ref().map(Email::as_str))),
-                (IdentifierKind::Phone, text(before.phone.as_ref().map(|p| p.as_str())), text(after.phone.as_ref().map(|p| p.as_str()))),
+                (
+                    IdentifierKind::Username,
+                    text(before.username.as_ref().map(|u| u.as_str())),
+                    text(after.username.as_ref().map(|u| u.as_str())),
+                ),
+                (
+                    IdentifierKind::Email,
+                    text(before.email.as_ref().map(Email::as_str)),
+                    text(after.email.as_ref().map(Email::as_str)),
+                ),
+                (
+                    IdentifierKind::Phone,
+                    text(before.phone.as_ref().map(|p| p.as_str())),
+                    text(after.phone.as_ref().map(|p| p.as_str())),
+                ),
             ] {
                 let event = match (old, new) {
                     (None, Some(_)) => Event::IdentifierAdded(kind),

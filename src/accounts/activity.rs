@@ -158,8 +158,12 @@ impl Event {
                 .find(|i| Some(i.name()) == detail)
                 .ok_or_else(unknown)
         };
-        let factor =
-            || [Factor::AuthenticatorApp, Factor::Passkey].into_iter().find(|f| Some(f.name()) == detail).ok_or_else(unknown);
+        let factor = || {
+            [Factor::AuthenticatorApp, Factor::Passkey]
+                .into_iter()
+                .find(|f| Some(f.name()) == detail)
+                .ok_or_else(unknown)
+        };
         let plain = |event: Event| if detail.is_none() { Ok(event) } else { Err(unknown()) };
         match kind {
             "account_created" => plain(Event::AccountCreated),
@@ -188,7 +192,8 @@ impl Event {
         let factors = [Factor::AuthenticatorApp, Factor::Passkey];
         let mut all = vec![AccountCreated, SignInFailed, SignedOut, PasswordChanged, PasswordReset];
         all.extend(
-            [SignInMethod::Password, SignInMethod::Code, SignInMethod::Passkey, SignInMethod::RecoveryCode].map(SignedIn),
+            [SignInMethod::Password, SignInMethod::Code, SignInMethod::Passkey, SignInMethod::RecoveryCode]
+                .map(SignedIn),
         );
         for id in ids {
             all.extend([IdentifierAdded(id), IdentifierChanged(id), IdentifierRemoved(id), IdentifierVerified(id)]);
@@ -316,7 +321,11 @@ pub fn activity_of(conn: &mut AnyConnection, user_id: i64, limit: usize) -> Quer
 /// Deletes up to `max_rows` events older than `before` (a bounded pass: housekeeping runs
 /// every minute, so a large backlog goes over several passes without one long lock).
 pub fn prune(conn: &mut AnyConnection, before: DateTime<Utc>, max_rows: i64) -> QueryResult<usize> {
-    let old = activity::table.filter(activity::at.lt(db_time(before))).order(activity::id).select(activity::id).limit(max_rows);
+    let old = activity::table
+        .filter(activity::at.lt(db_time(before)))
+        .order(activity::id)
+        .select(activity::id)
+        .limit(max_rows);
     let ids: Vec<i64> = old.load(conn)?;
     if ids.is_empty() {
         return Ok(0);

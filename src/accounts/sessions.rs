@@ -98,9 +98,7 @@ pub fn load_seen(
         && last_seen.is_none_or(|seen| seen <= stale)
     {
         diesel::update(
-            sessions::table
-                .find(id_hash)
-                .filter(sessions::last_seen_at.is_null().or(sessions::last_seen_at.le(stale))),
+            sessions::table.find(id_hash).filter(sessions::last_seen_at.is_null().or(sessions::last_seen_at.le(stale))),
         )
         .set((
             sessions::last_seen_at.eq(db_time(now)),
@@ -246,10 +244,9 @@ pub fn for_user(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> Q
 /// Ends the user's session whose public id this is. False, and nothing ends, when the user has
 /// no such session (another user's id, an unknown one).
 pub fn end_session(conn: &mut AnyConnection, user_id: i64, public_id: &str) -> QueryResult<bool> {
-    let ended = diesel::delete(
-        sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::public_id.eq(public_id)),
-    )
-    .execute(conn)?;
+    let ended =
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::public_id.eq(public_id)))
+            .execute(conn)?;
     Ok(ended > 0)
 }
 

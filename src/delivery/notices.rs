@@ -116,7 +116,9 @@ impl Notice {
             ),
             Notice::NewBrowserSignIn => (
                 format!("New sign-in to your account on {host}"),
-                format!("Someone signed in to your account on {host} from a browser that had not signed in to it before."),
+                format!(
+                    "Someone signed in to your account on {host} from a browser that had not signed in to it before."
+                ),
             ),
         }
     }

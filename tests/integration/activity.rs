@@ -30,7 +30,10 @@ fn events(app: &TestApp) -> Vec<Row> {
 }
 
 fn kinds(app: &TestApp) -> Vec<String> {
-    events(app).into_iter().map(|(kind, detail, _, _)| kind + detail.map(|d| format!(":{d}")).as_deref().unwrap_or("")).collect()
+    events(app)
+        .into_iter()
+        .map(|(kind, detail, _, _)| kind + detail.map(|d| format!(":{d}")).as_deref().unwrap_or(""))
+        .collect()
 }
 
 fn all_activity_rows(app: &TestApp) -> i64 {
@@ -55,9 +58,7 @@ fn newest_code(app: &TestApp, to: &str) -> String {
 
 fn change_password(browser: &Browser, from: &str, to: &str) {
     browser.get("/account");
-    browser
-        .post("/account/password", &[("current_password", from), ("new_password", to)])
-        .assert_redirect("/account");
+    browser.post("/account/password", &[("current_password", from), ("new_password", to)]).assert_redirect("/account");
 }
 
 /// Resets alice's password through her email; returns the browser that did it (signed out).
@@ -123,7 +124,8 @@ fn a_failed_change_records_nothing(db: &TestDb) {
     let bob = Browser::new(&app);
     bob.sign_up(&[("email", "bob@example.org"), ("password", PASSWORD)]).assert_redirect("/account");
     let browser = alice(&app);
-    let wrong_current = browser.post("/account/password", &[("current_password", "nope"), ("new_password", NEW_PASSWORD)]);
+    let wrong_current =
+        browser.post("/account/password", &[("current_password", "nope"), ("new_password", NEW_PASSWORD)]);
     assert_status(&wrong_current, StatusCode::UNPROCESSABLE_ENTITY);
     browser.get("/account");
     let taken = browser.post("/account", &[("email", "bob@example.org"), ("current_password", PASSWORD)]);
@@ -224,7 +226,9 @@ fn notices_carry_no_code_and_reach_only_verified_addresses(db: &TestDb) {
 /// Alice signed up from Firefox with her email verified.
 fn alice_with_verified_email(app: &TestApp) -> Browser<'_> {
     let browser = Browser::with_agent(app, FIREFOX);
-    browser.sign_up(&[("username", "alice"), ("email", ALICE_EMAIL), ("password", PASSWORD)]).assert_redirect("/account");
+    browser
+        .sign_up(&[("username", "alice"), ("email", ALICE_EMAIL), ("password", PASSWORD)])
+        .assert_redirect("/account");
     browser.get("/verify/email");
     browser.post("/verify/email", &[("code", &mailed_code(app, ALICE_EMAIL, 0))]).assert_redirect("/account");
     browser
@@ -324,7 +328,11 @@ fn new_browser_notices_stay_bounded_under_concurrency(db: &TestDb) {
     alice_with_verified_email(&app);
     let id = user(&app, "alice").unwrap().id;
     let contexts: Vec<RequestContext> = (0..12)
-        .map(|i| RequestContext { ip: Some("198.51.100.4".parse().unwrap()), user_agent: None, browser: Some(format!("{i:064}")) })
+        .map(|i| RequestContext {
+            ip: Some("198.51.100.4".parse().unwrap()),
+            user_agent: None,
+            browser: Some(format!("{i:064}")),
+        })
         .collect();
     let results = crate::common::at_once(12, |i| app.flows.signed_in(id, SignInMethod::Password, &contexts[i]).is_ok());
     assert!(results.iter().all(|ok| *ok));

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::app::{Browser, Page};
 use crate::common::flows::{
-    NEW_PASSWORD, PASSWORD, assert_signed_out, assert_status, is_verified, digit_runs, plain_text, row, sole_code,
+    NEW_PASSWORD, PASSWORD, assert_signed_out, assert_status, digit_runs, is_verified, plain_text, row, sole_code,
 };
 use crate::common::server::{Server, free_port};
 use crate::common::sinks::{HttpSink, SmtpSink};
