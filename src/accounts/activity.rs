@@ -291,13 +291,14 @@ pub struct Page {
     pub more: bool,
 }
 
-/// The account's newest `limit` events, newest first (rows this build cannot read are skipped
-/// with a warning).
-pub fn activity_of(conn: &mut AnyConnection, user_id: i64, limit: usize) -> QueryResult<Page> {
+/// The account's events, newest first, skipping the newest `skip` and taking `limit` (rows this
+/// build cannot read are skipped with a warning).
+pub fn activity_of(conn: &mut AnyConnection, user_id: i64, skip: usize, limit: usize) -> QueryResult<Page> {
     type Row = (String, Option<String>, Option<String>, Option<String>, NaiveDateTime, i32);
     let rows: Vec<Row> = activity::table
         .filter(activity::user_id.eq(user_id))
         .order((activity::at.desc(), activity::id.desc()))
+        .offset(i64::try_from(skip).unwrap_or(i64::MAX))
         .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
         .select((activity::kind, activity::detail, activity::ip, activity::user_agent, activity::at, activity::count))
         .load(conn)?;

@@ -84,7 +84,8 @@ mod tests {
         assert_eq!(describe_user_agent(Some(FIREFOX)), "Firefox on Linux");
         assert_eq!(describe_user_agent(Some(CHROME_ANDROID)), "Chrome on Android");
         assert_eq!(describe_user_agent(Some(SAFARI_IPHONE)), "Safari on iPhone");
-        assert_eq!(describe_user_agent(Some("curl/8.5.0")), "Unknown browser");
+        assert_eq!(describe_user_agent(Some("curl/8.5.0")), "HTTP Library");
+        assert_eq!(describe_user_agent(Some("x")), "Unknown browser");
         assert_eq!(describe_user_agent(None), "Unknown browser");
     }
 

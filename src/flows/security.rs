@@ -101,9 +101,9 @@ impl Flows {
         })
     }
 
-    /// The account's newest `limit` security events.
-    pub fn activity_of(&self, user_id: i64, limit: usize) -> anyhow::Result<activity::Page> {
-        Ok(activity::activity_of(&mut *self.accounts.conn()?, user_id, limit)?)
+    /// The account's security events, newest first: `limit` of them after the newest `skip`.
+    pub fn activity_of(&self, user_id: i64, skip: usize, limit: usize) -> anyhow::Result<activity::Page> {
+        Ok(activity::activity_of(&mut *self.accounts.conn()?, user_id, skip, limit)?)
     }
 
     /// `POST /verify/…`: checks a verification code; when it is right the address is verified

@@ -354,6 +354,37 @@ fn new_browser_notices_stay_bounded_under_concurrency(db: &TestDb) {
     assert_eq!(queued(&app, ALICE_EMAIL).1, 2 * bound);
 }
 
+fn the_activity_page_goes_back_page_by_page(db: &TestDb) {
+    let app = spawn(db, &[]);
+    let browser = alice(&app);
+    let id = user(&app, "alice").unwrap().id;
+    let mut conn = app.pool.get().unwrap();
+    let start = app.accounts.now() - chrono::Duration::days(80);
+    for i in 0..249 {
+        let ctx = RequestContext { ip: Some("192.0.2.9".parse().unwrap()), ..Default::default() };
+        activity::record(&mut conn, id, Event::SignedOut, &ctx, start + chrono::Duration::minutes(i)).unwrap();
+    }
+    // 250 with the sign-up: pages of 100, 100 and 50
+    let events_on = |path: &str| {
+        let page = browser.get(path);
+        assert_status(&page, StatusCode::OK);
+        (elements(&page.body, "<li class=\"card event").len(), page.body)
+    };
+    let (shown, first) = events_on("/account/activity");
+    assert_eq!(shown, 100);
+    assert!(first.contains("href=\"/account/activity?page=2\"") && !first.contains("Newer events"), "{first}");
+    assert!(first.contains("Account created"), "the newest first");
+    let (shown, second) = events_on("/account/activity?page=2");
+    assert_eq!(shown, 100);
+    assert!(second.contains("href=\"/account/activity\" rel=\"prev\"") && second.contains("?page=3"), "{second}");
+    let (shown, third) = events_on("/account/activity?page=3");
+    assert_eq!(shown, 50, "the oldest, 80 days back, are still there");
+    assert!(!third.contains("Older events"), "{third}");
+    for junk in ["0", "-1", "x", "99999999999999999999", "1001"] {
+        assert_eq!(events_on(&format!("/account/activity?page={junk}")).0, 100, "{junk}: page 1");
+    }
+}
+
 fn pruning_keeps_ninety_days(db: &TestDb) {
     let app = spawn(db, &[("FLEX_USER_ACTIVITY_DAYS", "90")]);
     let start = app.accounts.now();
@@ -391,5 +422,6 @@ on_both_databases!(
     the_new_browser_notice_is_bounded,
     one_browser_signing_in_at_once_is_told_once,
     new_browser_notices_stay_bounded_under_concurrency,
+    the_activity_page_goes_back_page_by_page,
     pruning_keeps_ninety_days,
 );

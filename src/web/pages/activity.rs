@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use serde::Deserialize;
 
 use crate::accounts::activity::{Entry, Event, Factor, IdentifierKind, SignInMethod};
 use crate::domain::client::describe_user_agent;
@@ -11,8 +12,17 @@ use crate::web::views::{ActivityView, EventRow, When, html};
 use crate::web::visitor::Visitor;
 
 const PATH: &str = "/account/activity";
-/// The newest events shown (with a note when there are more).
+/// Events per page.
 pub const SHOWN: usize = 100;
+/// The last page that can be asked for (a year of a busy account is far fewer pages).
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ActivityQuery {
+    /// 1 for the newest events; anything unreadable or out of range is page 1.
+    page: Option<String>,
+}
 
 /// What an event says to the account's owner, and whether it deserves a warning sign.
 pub fn describe(event: Event, count: u32) -> (String, bool) {
@@ -63,14 +73,21 @@ fn row(entry: Entry) -> EventRow {
     }
 }
 
-pub async fn show(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
+pub async fn show(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    query: web::Query<ActivityQuery>,
+) -> Result<HttpResponse, AppError> {
     let user_id = visitor.require_user(PATH)?.id;
-    let page = state.flow(move |flows| flows.activity_of(user_id, SHOWN)).await?;
+    let number = query.page.as_deref().and_then(|p| p.parse::<usize>().ok()).filter(|p| (1..=MAX_PAGE).contains(p));
+    let number = number.unwrap_or(1);
+    let page = state.flow(move |flows| flows.activity_of(user_id, (number - 1) * SHOWN, SHOWN)).await?;
     let view = ActivityView {
         chrome: visitor.chrome(),
         events: page.entries.into_iter().map(row).collect(),
-        limit: SHOWN,
-        more: page.more,
+        page: number,
+        newer: (number > 1).then(|| number - 1),
+        older: (page.more && number < MAX_PAGE).then_some(number + 1),
     };
     Ok(html(StatusCode::OK, &view))
 }

@@ -62,9 +62,10 @@ pub struct EventRow {
 pub struct ActivityView {
     pub chrome: Chrome,
     pub events: Vec<EventRow>,
-    /// How many are shown at most; `more` when older ones exist beyond them.
-    pub limit: usize,
-    pub more: bool,
+    /// Which page of events this is (1: the newest), and the pages of newer and older ones.
+    pub page: usize,
+    pub newer: Option<usize>,
+    pub older: Option<usize>,
 }
 
 page_with_chrome!(ActivityView);

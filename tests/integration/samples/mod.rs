@@ -92,8 +92,9 @@ pub fn activity(chrome: Chrome) -> ActivityView {
             event("Signed in with a password", false),
             event("Changed the email address", false),
         ],
-        limit: 100,
-        more: false,
+        page: 1,
+        newer: None,
+        older: None,
     }
 }
 
@@ -227,7 +228,7 @@ pub fn pages() -> Vec<(String, String)> {
     one.sessions[0].browser = "Internet Explorer on Windows Phone OS".into();
     more.push(("sessions_one", one.render().unwrap()));
     let mut many = activity(long());
-    many.more = true;
+    (many.page, many.newer, many.older) = (2, Some(1), Some(3));
     many.events[0].ip = "2001:db8:85a3:1234:5678:8a2e:370:7334".into();
     more.push(("activity_more", many.render().unwrap()));
     let mut none = activity(long());
