@@ -150,6 +150,9 @@ pub struct Settings {
     /// Where `GET /metrics` is served (`FLEX_USER_METRICS_BIND`, HOST:PORT), apart from the
     /// site; `None`: no metrics endpoint at all.
     pub metrics_bind: Option<String>,
+    /// How long the account's security events are kept (`FLEX_USER_ACTIVITY_DAYS`, 90 to 3650
+    /// days; 365).
+    pub activity_retention: Duration,
 }
 
 /// True for `HOST:PORT` (the port a number; the host, a name or an address, is left to `bind`).
@@ -319,6 +322,8 @@ impl Settings {
             return Err(err("FLEX_USER_METRICS_BIND", format!("{bind:?} is not HOST:PORT")));
         }
 
+        let activity_retention = Duration::days(number("FLEX_USER_ACTIVITY_DAYS", 365, 90..=3650)? as i64);
+
         Ok(Settings {
             database_url,
             bind,
@@ -340,6 +345,7 @@ impl Settings {
             trusted_proxies,
             log_format,
             metrics_bind,
+            activity_retention,
         })
     }
 }
@@ -373,6 +379,13 @@ mod tests {
         assert_eq!((s.ip_rate_limit, s.sms_hourly_limit), (60, 200));
         assert_eq!(s.default_region, None);
         assert_eq!(s.hash_cost, HashCost::default());
+    }
+
+    #[test]
+    fn activity_is_kept_a_year_and_never_under_ninety_days() {
+        assert_eq!(settings(&[]).unwrap().activity_retention, Duration::days(365));
+        assert_eq!(settings(&[("FLEX_USER_ACTIVITY_DAYS", "90")]).unwrap().activity_retention, Duration::days(90));
+        assert!(error(&[("FLEX_USER_ACTIVITY_DAYS", "89")]).starts_with("FLEX_USER_ACTIVITY_DAYS: "));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod account_data;
 mod code_sign_in;
+mod security;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::accounts::activity::{self, Event, IdentifierKind, SignInMethod};
 use crate::accounts::sessions;
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel, CheckError, OtpToken};
@@ -20,12 +22,15 @@ use crate::accounts::users::{
 use crate::accounts::{Accounts, Passwords};
 use crate::config::Settings;
 use crate::db::{self, AnyConnection};
+use crate::delivery::notices::{self, Notice};
 use crate::delivery::{NewMessage, Purpose, Refusal, SendLimits, limits, messages, outbox};
 use crate::domain::password::NewPassword;
-use crate::domain::{Email, Identifier};
+use crate::domain::{Email, Identifier, RequestContext};
 use crate::secret::SecretKey;
 
-pub use account_data::{Deletion, Export, ExportAddress, ExportSession, ExportUser, RECENT_SIGN_IN};
+pub use account_data::{
+    Deletion, EXPORT_EVENTS, Export, ExportAddress, ExportEvent, ExportSession, ExportUser, RECENT_SIGN_IN,
+};
 pub use code_sign_in::{CodeSignIn, PendingSignIn};
 
 /// A password reset in progress, as the asking session keeps it.
@@ -91,6 +96,8 @@ pub struct Flows {
     limits: SendLimits,
     site: Url,
     secret: SecretKey,
+    /// How long security events are kept (`FLEX_USER_ACTIVITY_DAYS`).
+    activity_retention: chrono::Duration,
     /// Wakes this instance's delivery worker after a commit that queued a message.
     pub wake: Arc<tokio::sync::Notify>,
     /// How long sessions live (to tell when one was last used).
@@ -162,6 +169,7 @@ impl Flows {
             limits: SendLimits::from_settings(settings),
             site: settings.public_url.clone(),
             secret: settings.secret_key.clone(),
+            activity_retention: settings.activity_retention,
             wake: Arc::new(tokio::sync::Notify::new()),
             lifetime: sessions::SessionLifetime::from_settings(settings),
         }
@@ -250,11 +258,12 @@ impl Flows {
 
     /// Sign-up: the user, its tokens and a code to each address, in one transaction.
     /// `password_hash` was computed beforehand (outside the write lock).
-    pub fn sign_up(&self, new: NewUser, password_hash: &str) -> anyhow::Result<Form<User>> {
-        Form::from_account(self.sign_up_user(new, password_hash))
+    /// The browser of `ctx` becomes known to the account (no new-browser notice at its first sign-in).
+    pub fn sign_up(&self, new: NewUser, password_hash: &str, ctx: &RequestContext) -> anyhow::Result<Form<User>> {
+        Form::from_account(self.sign_up_user(new, password_hash, ctx))
     }
 
-    fn sign_up_user(&self, new: NewUser, password_hash: &str) -> Result<User, AccountError> {
+    fn sign_up_user(&self, new: NewUser, password_hash: &str, ctx: &RequestContext) -> Result<User, AccountError> {
         let mut conn = self.accounts.conn()?;
         users::check_new(&mut conn, &new)?;
         drop(conn);
@@ -266,6 +275,8 @@ impl Flows {
                     self.send_code_in(conn, &token, Purpose::Verify).map_err(check_to_account)?;
                 }
             }
+            activity::record(conn, user.id, Event::AccountCreated, ctx, now)?;
+            self.note_browser_in(conn, user.id, ctx, false)?;
             Ok(user)
         })
     }
@@ -280,7 +291,10 @@ impl Flows {
     /// The attempt claims its turn on the throttle row before the password is checked (see
     /// [`throttles::claim`]), so concurrent guesses cannot pass the check together, every
     /// password checked counts, and none succeeds inside an open window.
-    pub fn sign_in(&self, identifier: &str, password: &str) -> anyhow::Result<SignIn> {
+    ///
+    /// A wrong password for an existing account is counted in its activity; a success is
+    /// recorded by [`Flows::signed_in`].
+    pub fn sign_in(&self, identifier: &str, password: &str, ctx: &RequestContext) -> anyhow::Result<SignIn> {
         let key = self.throttle_key("sign-in", identifier);
         let now = self.now();
         let mut conn = self.accounts.conn()?;
@@ -288,10 +302,14 @@ impl Flows {
             return Ok(SignIn::Throttled(throttled));
         }
         drop(conn); // not held across argon2
-        let Some(user) = self.accounts.authenticate(identifier, password)? else { return Ok(SignIn::Wrong) };
+        let Some(user) = self.accounts.authenticate(identifier, password)? else {
+            self.sign_in_failed(identifier, ctx)?;
+            return Ok(SignIn::Wrong);
+        };
         let mut conn = self.accounts.conn()?;
         throttles::clear(&mut conn, &key)?;
-        users::record_login(&mut conn, user.id, now)?;
+        drop(conn);
+        self.signed_in(user.id, SignInMethod::Password, ctx)?;
         Ok(SignIn::SignedIn(user))
     }
 
@@ -313,6 +331,7 @@ impl Flows {
         user: &User,
         changes: IdentifierChanges,
         current_password: &str,
+        ctx: &RequestContext,
     ) -> anyhow::Result<Form<Updated>> {
         if changes.alter_addresses(user) && user.has_usable_password() {
             let message = if current_password.is_empty() {
@@ -328,10 +347,15 @@ impl Flows {
                 return Ok(Form::Invalid(errors));
             }
         }
-        Form::from_account(self.update_identifiers(user.id, changes))
+        Form::from_account(self.update_identifiers(user.id, changes, ctx))
     }
 
-    fn update_identifiers(&self, user_id: i64, changes: IdentifierChanges) -> Result<Updated, AccountError> {
+    fn update_identifiers(
+        &self,
+        user_id: i64,
+        changes: IdentifierChanges,
+        ctx: &RequestContext,
+    ) -> Result<Updated, AccountError> {
         self.transaction(|conn| {
             let before_tokens =
                 [tokens::find(conn, user_id, Channel::Email)?, tokens::find(conn, user_id, Channel::Phone)?];
@@ -355,6 +379,33 @@ impl Flows {
                     self.send_code_in(conn, &token, Purpose::Verify).map_err(check_to_account)?;
                 }
             }
+            let (before, after) = (&updated.before, &updated.after);
+            let text = |v: Option<&str>| v.map(str::to_owned);
+            for (kind, old, new) in [
+                (
+                    IdentifierKind::Username,
+                    text(before.username.as_ref().map(|u| u.as_str())),
+                    text(after.username.as_ref().map(|u| u.as_str())),
+                ),
+                (
+                    IdentifierKind::Email,
+                    text(before.email.as_ref().map(Email::as_str)),
+                    text(after.email.as_ref().map(Email::as_str)),
+                ),
+                (
+                    IdentifierKind::Phone,
+                    text(before.phone.as_ref().map(|p| p.as_str())),
+                    text(after.phone.as_ref().map(|p| p.as_str())),
+                ),
+            ] {
+                let event = match (old, new) {
+                    (None, Some(_)) => Event::IdentifierAdded(kind),
+                    (Some(_), None) => Event::IdentifierRemoved(kind),
+                    (Some(old), Some(new)) if old != new => Event::IdentifierChanged(kind),
+                    _ => continue,
+                };
+                activity::record(conn, user_id, event, ctx, self.now())?;
+            }
             Ok(updated)
         })
     }
@@ -373,16 +424,25 @@ impl Flows {
     /// `POST /account/password`: checks the current password, then sets the new one; every
     /// session of the user ends (the caller renews its own). `Ok(false)`: wrong current password.
     /// Argon2 twice: call through the hashing limit.
-    pub fn change_password(&self, user: &User, current: &str, new: &NewPassword) -> anyhow::Result<bool> {
+    /// The change is recorded in the activity, and the verified addresses are told.
+    pub fn change_password(
+        &self,
+        user: &User,
+        current: &str,
+        new: &NewPassword,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<bool> {
         if !self.passwords().verify(&user.password.0, current)? {
             return Ok(false);
         }
         let hash = self.hash(new)?;
-        let mut conn = self.accounts.conn()?;
-        db::write_transaction(&mut conn, |conn| {
+        let now = self.now();
+        self.transaction(|conn| {
             users::set_password_hash(conn, user.id, &hash)?;
             sessions::end_all_for_user(conn, user.id)?;
-            Ok::<_, diesel::result::Error>(())
+            activity::record(conn, user.id, Event::PasswordChanged, ctx, now)?;
+            notices::queue(conn, user.id, Notice::PasswordChanged, ctx, &self.site, now)?;
+            Ok::<_, anyhow::Error>(())
         })?;
         Ok(true)
     }
@@ -517,7 +577,9 @@ impl Flows {
     /// removes the account's other email and phone (never proven by whoever holds this one).
     /// `Ok(false)`: the reset is not proven, or void (something it depends on changed, or it
     /// was already used); nothing changed.
-    pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str) -> anyhow::Result<bool> {
+    /// The reset (and a channel it verified or removed) is recorded in the activity, and the
+    /// verified addresses, as they are after it, are told.
+    pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str, ctx: &RequestContext) -> anyhow::Result<bool> {
         let Some(target) = self.proven_target(pending) else { return Ok(false) };
         let now = self.now();
         let done = self.transaction(|conn| {
@@ -529,10 +591,13 @@ impl Flows {
                 return Ok(false);
             }
             tokens::mark_verified(conn, token.id)?;
+            activity::record(conn, target.user_id, Event::PasswordReset, ctx, now)?;
             if !token.state.verified {
-                self.remove_unproven_in(conn, target, now)?;
+                activity::record(conn, target.user_id, Event::IdentifierVerified(target.channel.into()), ctx, now)?;
+                self.remove_unproven_in(conn, target, ctx, now)?;
             }
             sessions::end_all_for_user(conn, target.user_id)?;
+            notices::queue(conn, target.user_id, Notice::PasswordReset, ctx, &self.site, now)?;
             Ok::<_, anyhow::Error>(true)
         })?;
         Ok(done)
@@ -546,6 +611,7 @@ impl Flows {
         &self,
         conn: &mut AnyConnection,
         target: &ResetTarget,
+        ctx: &RequestContext,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let other = match target.channel {
@@ -559,6 +625,7 @@ impl Flows {
         }
         if let Some(token) = tokens::find(conn, target.user_id, other)? {
             outbox::cancel_for_token(conn, token.id, now)?;
+            activity::record(conn, target.user_id, Event::IdentifierRemoved(other.into()), ctx, now)?;
         }
         users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
         // merge: the second factors (authenticator app, passkeys, recovery codes) go here too
@@ -572,7 +639,8 @@ impl Flows {
         let mut conn = self.accounts.conn()?;
         let sessions = sessions::prune(&mut conn, now)?;
         let throttles = throttles::prune(&mut conn, now)?;
-        tracing::debug!(sessions, throttles, "housekeeping");
+        let (events, notices) = self.prune_security_records(&mut conn)?;
+        tracing::debug!(sessions, throttles, events, notices, "housekeeping");
         Ok(())
     }
 

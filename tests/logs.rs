@@ -63,7 +63,8 @@ fn logs_tell_what_happened_and_hold_no_secret() {
     app.clock.advance(chrono::Duration::minutes(2)); // past the resend cooldown of the sign-up code
     browser.get("/password-reset");
     browser.post("/password-reset", &[("identifier", "logan@example.org")]).assert_redirect("/password-reset/verify");
-    let reset_code = app.email_code("logan@example.org", 1);
+    // #1 is the notice of the password change
+    let reset_code = app.email_code("logan@example.org", 2);
     browser.post("/password-reset/verify", &[("code", &reset_code)]).assert_redirect("/password-reset/new");
     browser.post("/password-reset/new", &[("new_password", third)]).assert_redirect("/sign-in");
     app.clock.advance(chrono::Duration::minutes(20));

@@ -4,6 +4,8 @@
 //! Every call is blocking (database and argon2 work): async callers run it on a blocking
 //! thread (`web::block`, `spawn_blocking`).
 
+pub mod activity;
+pub mod browsers;
 mod hash_pool;
 mod passwords;
 pub mod sessions;

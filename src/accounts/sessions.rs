@@ -9,6 +9,12 @@
 //! `s = min(1 minute, idle / 10)` beyond `now + idle`, and is rewritten only once it would move
 //! by `s` or more. So a session ends no earlier than `idle` after its last use (unless its
 //! absolute age comes first) and at most `s` later, and a busy user costs one write per `s`.
+//!
+//! A signed-in session also has a public id (random, neither the cookie's key nor its hash, so
+//! the sessions page can name it in a form without handing out anything usable as a cookie)
+//! and what that page shows of its last use: when, from which IP address and User-Agent. That
+//! is written at most once a minute per session ([`SEEN_EVERY`]), by a conditional update, so a
+//! busy session costs no write per request and concurrent requests write it once.
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -16,6 +22,10 @@ use diesel::prelude::*;
 use crate::config::Settings;
 use crate::db::schema::sessions;
 use crate::db::{AnyConnection, db_time};
+use crate::domain::RequestContext;
+
+/// How stale the stored last use of a session may get before a request rewrites it.
+pub const SEEN_EVERY: Duration = Duration::seconds(60);
 
 /// How long sessions live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,45 +85,92 @@ pub fn load(conn: &mut AnyConnection, id_hash: &str, now: DateTime<Utc>) -> Quer
         .optional()
 }
 
-/// A new session made at `now`.
+/// The state of a live session, like [`load`]; and for a signed-in session whose last use was
+/// stored more than [`SEEN_EVERY`] ago, this use (`now`, from `from`) is stored, by an update
+/// that only one of several concurrent requests wins. No write otherwise.
+pub fn load_seen(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    now: DateTime<Utc>,
+    from: Option<&RequestContext>,
+) -> QueryResult<Option<String>> {
+    let row = sessions::table
+        .find(id_hash)
+        .filter(sessions::expires_at.gt(db_time(now)))
+        .select((sessions::state, sessions::user_id, sessions::last_seen_at))
+        .first::<(String, Option<i64>, Option<NaiveDateTime>)>(conn)
+        .optional()?;
+    let Some((state, user_id, last_seen)) = row else { return Ok(None) };
+    let stale = db_time(now - SEEN_EVERY);
+    if let (Some(_), Some(from)) = (user_id, from)
+        && last_seen.is_none_or(|seen| seen <= stale)
+    {
+        diesel::update(
+            sessions::table.find(id_hash).filter(sessions::last_seen_at.is_null().or(sessions::last_seen_at.le(stale))),
+        )
+        .set((
+            sessions::last_seen_at.eq(db_time(now)),
+            sessions::last_ip.eq(from.ip_text()),
+            sessions::user_agent.eq(from.user_agent_text()),
+        ))
+        .execute(conn)?;
+    }
+    Ok(Some(state))
+}
+
+/// A new session made at `now`; a signed-in one with its public id, first used from `from`.
+#[allow(clippy::too_many_arguments)]
 pub fn insert(
     conn: &mut AnyConnection,
     id_hash: &str,
     user_id: Option<i64>,
+    public_id: Option<&str>,
     state: &str,
     now: DateTime<Utc>,
     lifetime: SessionLifetime,
+    from: Option<&RequestContext>,
 ) -> QueryResult<usize> {
+    let from = from.filter(|_| user_id.is_some());
     diesel::insert_into(sessions::table)
         .values((
             sessions::id_hash.eq(id_hash),
             sessions::user_id.eq(user_id),
+            sessions::public_id.eq(public_id.filter(|_| user_id.is_some())),
             sessions::state.eq(state),
             sessions::created_at.eq(db_time(now)),
             sessions::expires_at.eq(lifetime.deadline(now, now)),
+            sessions::last_seen_at.eq(from.map(|_| db_time(now))),
+            sessions::last_ip.eq(from.and_then(RequestContext::ip_text)),
+            sessions::user_agent.eq(from.and_then(RequestContext::user_agent_text)),
         ))
         .execute(conn)
 }
 
 /// New state for a session; never re-creates one that was ended meanwhile (signed out
-/// elsewhere, password changed): a missing row stays missing.
+/// elsewhere, password changed): a missing row stays missing. A public id, when the state has
+/// one, is stored with it (a session from before public ids gets one this way).
+#[allow(clippy::too_many_arguments)]
 pub fn update(
     conn: &mut AnyConnection,
     id_hash: &str,
     user_id: Option<i64>,
+    public_id: Option<&str>,
     state: &str,
     now: DateTime<Utc>,
     lifetime: SessionLifetime,
 ) -> QueryResult<usize> {
     let created = sessions::table.find(id_hash).select(sessions::created_at).first::<NaiveDateTime>(conn).optional()?;
     let Some(created) = created else { return Ok(0) };
-    diesel::update(sessions::table.find(id_hash))
-        .set((
-            sessions::state.eq(state),
-            sessions::user_id.eq(user_id),
-            sessions::expires_at.eq(lifetime.deadline(created.and_utc(), now)),
-        ))
-        .execute(conn)
+    let target = sessions::table.find(id_hash);
+    let changes = (
+        sessions::state.eq(state),
+        sessions::user_id.eq(user_id),
+        sessions::expires_at.eq(lifetime.deadline(created.and_utc(), now)),
+    );
+    match public_id.filter(|_| user_id.is_some()) {
+        Some(public_id) => diesel::update(target).set((changes, sessions::public_id.eq(public_id))).execute(conn),
+        None => diesel::update(target).set(changes).execute(conn),
+    }
 }
 
 /// A use at `now`: slides the idle deadline when it is worth a write (see [`SessionLifetime`]).
@@ -144,25 +201,71 @@ pub fn end_all_for_user(conn: &mut AnyConnection, user_id: i64) -> QueryResult<u
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
 }
 
-/// A live session of a user, as a list of them shows it.
+/// A live session of a user, as the sessions page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveSession {
+    /// What the page's "end" form posts (`None` only for a session from before public ids
+    /// that has not been used since).
+    pub public_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// When it was last used (to within [`SEEN_EVERY`]), from where and with what.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub last_ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// The live sessions of a user, newest first.
-pub fn for_user(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<Vec<LiveSession>> {
-    let rows: Vec<(NaiveDateTime, NaiveDateTime)> = sessions::table
+pub fn sessions_of(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<Vec<LiveSession>> {
+    type Row = (Option<String>, NaiveDateTime, NaiveDateTime, Option<NaiveDateTime>, Option<String>, Option<String>);
+    let rows: Vec<Row> = sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::expires_at.gt(db_time(now)))
-        .order(sessions::created_at.desc())
-        .select((sessions::created_at, sessions::expires_at))
+        .order((sessions::created_at.desc(), sessions::public_id.desc()))
+        .select((
+            sessions::public_id,
+            sessions::created_at,
+            sessions::expires_at,
+            sessions::last_seen_at,
+            sessions::last_ip,
+            sessions::user_agent,
+        ))
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(created, expires)| LiveSession { created_at: created.and_utc(), expires_at: expires.and_utc() })
+        .map(|(public_id, created, expires, seen, last_ip, user_agent)| LiveSession {
+            public_id,
+            created_at: created.and_utc(),
+            expires_at: expires.and_utc(),
+            last_seen_at: seen.map(|t| t.and_utc()),
+            last_ip,
+            user_agent,
+        })
         .collect())
+}
+
+/// The live sessions of a user, newest first (the name from before the sessions page).
+pub fn for_user(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<Vec<LiveSession>> {
+    sessions_of(conn, user_id, now)
+}
+
+/// Ends the user's session whose public id this is. False, and nothing ends, when the user has
+/// no such session (another user's id, an unknown one).
+pub fn end_session(conn: &mut AnyConnection, user_id: i64, public_id: &str) -> QueryResult<bool> {
+    let ended =
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::public_id.eq(public_id)))
+            .execute(conn)?;
+    Ok(ended > 0)
+}
+
+/// Ends every session of the user but the one whose public id is `keep`. Returns how many ended.
+pub fn end_others(conn: &mut AnyConnection, user_id: i64, keep: &str) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::public_id.is_null().or(sessions::public_id.ne(keep))),
+    )
+    .execute(conn)
 }
 
 /// Deletes expired sessions.
@@ -205,7 +308,14 @@ mod tests {
     #[test]
     fn the_last_use_is_read_back_from_the_deadline_to_within_the_slack() {
         let lifetime = SessionLifetime { idle: Duration::seconds(600), absolute: Duration::hours(1) };
-        let session = |stored: NaiveDateTime| LiveSession { created_at: at(0), expires_at: stored.and_utc() };
+        let session = |stored: NaiveDateTime| LiveSession {
+            public_id: None,
+            created_at: at(0),
+            expires_at: stored.and_utc(),
+            last_seen_at: None,
+            last_ip: None,
+            user_agent: None,
+        };
         assert_eq!(lifetime.last_used(&session(lifetime.deadline(at(0), at(0)))), at(0));
         let mut stored = lifetime.deadline(at(0), at(0));
         for t in [30, 59, 61, 200, 700] {

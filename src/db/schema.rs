@@ -36,7 +36,18 @@ diesel::table! {
 }
 
 diesel::joinable!(otp_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles, ip_limits);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    otp_tokens,
+    sessions,
+    outbox,
+    send_log,
+    throttles,
+    ip_limits,
+    activity,
+    known_browsers,
+    notice_log
+);
 
 diesel::table! {
     sessions (id_hash) {
@@ -45,6 +56,10 @@ diesel::table! {
         state -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        public_id -> Nullable<Text>,
+        last_seen_at -> Nullable<Timestamp>,
+        last_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
     }
 }
 
@@ -96,3 +111,39 @@ diesel::table! {
         tat -> Timestamp,
     }
 }
+
+diesel::table! {
+    activity (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        detail -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        at -> Timestamp,
+        hour -> Nullable<Timestamp>,
+        count -> Integer,
+    }
+}
+
+diesel::table! {
+    known_browsers (user_id, browser_hash) {
+        user_id -> BigInt,
+        browser_hash -> Text,
+        first_seen -> Timestamp,
+        last_seen -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notice_log (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        sent_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(activity -> users (user_id));
+diesel::joinable!(known_browsers -> users (user_id));
+diesel::joinable!(notice_log -> users (user_id));

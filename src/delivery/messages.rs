@@ -85,7 +85,7 @@ pub fn duration_words(ttl: Duration) -> String {
 }
 
 /// Escapes text for HTML.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -101,7 +101,7 @@ fn esc(text: &str) -> String {
 }
 
 /// Wraps paragraphs of HTML in a minimal document.
-fn html_document(title: &str, body: &str) -> String {
+pub(crate) fn html_document(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n</head>\n\

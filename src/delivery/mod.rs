@@ -11,6 +11,7 @@
 pub mod email;
 pub mod limits;
 pub mod messages;
+pub mod notices;
 pub mod outbox;
 pub mod sms;
 pub mod worker;

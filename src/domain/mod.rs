@@ -3,12 +3,14 @@
 //! Nothing past the web or CLI edge handles an identifier as a bare `String`: it is parsed here
 //! once, and the type carries the proof.
 
+pub mod client;
 pub mod email;
 pub mod identifier;
 pub mod password;
 pub mod phone;
 pub mod username;
 
+pub use client::{RequestContext, UserAgent};
 pub use email::Email;
 pub use identifier::Identifier;
 pub use phone::{Phone, Region};

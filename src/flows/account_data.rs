@@ -6,12 +6,15 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::Flows;
-use crate::accounts::sessions;
 use crate::accounts::throttle::{SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel};
 use crate::accounts::users::{self, Field, FieldErrors, User};
+use crate::accounts::{activity, sessions};
 use crate::db::AnyConnection;
-use crate::db::schema::{otp_tokens, outbox, throttles as throttles_table, users as users_table};
+use crate::db::schema::{
+    activity as activity_table, known_browsers, notice_log, otp_tokens, outbox, throttles as throttles_table,
+    users as users_table,
+};
 
 /// How recent a sign-in must be for an account without a usable password to do what would
 /// otherwise need the password (delete itself).
@@ -45,7 +48,26 @@ pub struct Export {
     pub user: ExportUser,
     /// The live sessions, newest first.
     pub sessions: Vec<ExportSession>,
-    // merge: `activity` (the account's security events) and `second_factors` (their names) go here
+    /// The account's security events, newest first (at most [`EXPORT_EVENTS`]).
+    pub activity: Vec<ExportEvent>,
+    // merge: `second_factors` (their names) go here
+}
+
+/// How many security events an export holds at most (the log is pruned after
+/// `FLEX_USER_ACTIVITY_DAYS`; this bounds one export's size whatever the log holds).
+pub const EXPORT_EVENTS: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportEvent {
+    /// What happened, e.g. `signed_in`, `password_changed`.
+    pub event: &'static str,
+    /// The detail some events carry: how someone signed in, which identifier changed.
+    pub detail: Option<&'static str>,
+    pub at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// How many times (failed sign-ins are counted per hour), else 1.
+    pub count: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,8 +94,11 @@ pub struct ExportAddress {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportSession {
     pub began: DateTime<Utc>,
-    /// When it was last used, to within the session's write slack (at most a minute).
+    /// When it was last used, to within a minute.
     pub last_used: DateTime<Utc>,
+    /// The IP address and User-Agent it was last used from, when known.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl Flows {
@@ -141,9 +166,22 @@ impl Flows {
         };
         let email = address(tokens::find(&mut conn, user_id, Channel::Email)?);
         let phone = address(tokens::find(&mut conn, user_id, Channel::Phone)?);
-        let sessions = sessions::for_user(&mut conn, user_id, now)?
+        let sessions = sessions::sessions_of(&mut conn, user_id, now)?
             .into_iter()
-            .map(|s| ExportSession { began: s.created_at, last_used: self.lifetime.last_used(&s) })
+            .map(|s| ExportSession {
+                began: s.created_at,
+                last_used: s.last_seen_at.unwrap_or_else(|| self.lifetime.last_used(&s)),
+                ip: s.last_ip,
+                user_agent: s.user_agent,
+            })
+            .collect();
+        let activity = activity::activity_of(&mut conn, user_id, 0, EXPORT_EVENTS)?
+            .entries
+            .into_iter()
+            .map(|e| {
+                let (event, detail) = e.event.parts();
+                ExportEvent { event, detail, at: e.at, ip: e.ip, user_agent: e.user_agent, count: e.count }
+            })
             .collect();
         Ok(Some(Export {
             exported_at: now,
@@ -160,6 +198,7 @@ impl Flows {
                 last_login: user.last_login,
             },
             sessions,
+            activity,
         }))
     }
 }
@@ -173,7 +212,12 @@ fn delete_user_in(conn: &mut AnyConnection, user_id: i64, throttle_keys: &[Strin
     sessions::end_all_for_user(conn, user_id)?;
     diesel::delete(throttles_table::table.filter(throttles_table::key.eq_any(throttle_keys))).execute(conn)?;
     diesel::delete(otp_tokens::table.filter(otp_tokens::user_id.eq(user_id))).execute(conn)?;
-    // merge: the activity log, second factors, passkeys, recovery codes and trusted browsers go here
+    // its activity, known browsers and notice counts go by ON DELETE CASCADE; said here too, so
+    // the deletion does not hang on the foreign-key setting of the connection
+    diesel::delete(activity_table::table.filter(activity_table::user_id.eq(user_id))).execute(conn)?;
+    diesel::delete(known_browsers::table.filter(known_browsers::user_id.eq(user_id))).execute(conn)?;
+    diesel::delete(notice_log::table.filter(notice_log::user_id.eq(user_id))).execute(conn)?;
+    // merge: second factors, passkeys and recovery codes go here
     let deleted = diesel::delete(users_table::table.find(user_id)).execute(conn)?;
     Ok(deleted == 1)
 }

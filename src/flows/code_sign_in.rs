@@ -10,10 +10,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::{CodeCheck, Flows, ResetTarget};
+use crate::accounts::activity::{self, Event, SignInMethod};
 use crate::accounts::throttle::Throttled;
 use crate::accounts::tokens::{self, Purpose};
 use crate::accounts::users::{self, User};
 use crate::accounts::{Passwords, sessions};
+use crate::domain::RequestContext;
 
 /// A code sign-in in progress, as the asking session keeps it.
 ///
@@ -64,22 +66,41 @@ impl Flows {
     /// email and phone, its password (made unusable) and every session of it are removed: they
     /// were set up by whoever held the account before this address was proven. The username
     /// stays. No account or a void sign-in answers as a wrong code, backoff included.
-    pub fn sign_in_with_code(&self, pending: &PendingSignIn, code: &str) -> anyhow::Result<CodeSignIn> {
+    ///
+    /// A proven code is recorded as a sign-in with a code ([`Flows::signed_in`]); a wrong one for
+    /// an existing account as a failed sign-in in its activity (seen only by its owner).
+    pub fn sign_in_with_code(
+        &self,
+        pending: &PendingSignIn,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<CodeSignIn> {
         match self.check_code(Purpose::SignIn, &pending.throttle_key, pending.target.as_ref(), code)? {
             CodeCheck::Throttled(throttled) => return Ok(CodeSignIn::Throttled(throttled)),
-            CodeCheck::Wrong => return Ok(CodeSignIn::Wrong),
+            CodeCheck::Wrong => {
+                if let Some(target) = &pending.target {
+                    let now = self.now();
+                    self.transaction(|conn| {
+                        Ok::<_, anyhow::Error>(activity::record(conn, target.user_id, Event::SignInFailed, ctx, now)?)
+                    })?;
+                }
+                return Ok(CodeSignIn::Wrong);
+            }
             CodeCheck::Right => {}
         }
         let Some(target) = &pending.target else { return Ok(CodeSignIn::Wrong) };
-        Ok(match self.complete_code_sign_in(target)? {
-            Some(user) => CodeSignIn::Proven(user),
+        Ok(match self.complete_code_sign_in(target, ctx)? {
+            Some(user) => {
+                self.signed_in(user.id, SignInMethod::Code, ctx)?;
+                CodeSignIn::Proven(user)
+            }
             None => CodeSignIn::Wrong,
         })
     }
 
     /// The proven code's consequences, in one transaction; `None` when the sign-in went void
     /// between the check and here (nothing changed).
-    fn complete_code_sign_in(&self, target: &ResetTarget) -> anyhow::Result<Option<User>> {
+    fn complete_code_sign_in(&self, target: &ResetTarget, ctx: &RequestContext) -> anyhow::Result<Option<User>> {
         let now = self.now();
         self.transaction(|conn| {
             if !self.target_holds(conn, target)? {
@@ -97,11 +118,11 @@ impl Flows {
                     return Ok(None);
                 }
                 tokens::mark_verified(conn, token.id)?;
-                self.remove_unproven_in(conn, target, now)?;
+                activity::record(conn, target.user_id, Event::IdentifierVerified(target.channel.into()), ctx, now)?;
+                self.remove_unproven_in(conn, target, ctx, now)?;
                 // this visitor's session is made after the commit, so "every other" is all
                 sessions::end_all_for_user(conn, target.user_id)?;
             }
-            users::record_login(conn, target.user_id, now)?;
             Ok::<_, anyhow::Error>(users::get(conn, target.user_id)?)
         })
     }

@@ -1,6 +1,7 @@
 //! The HTTP layer: start-up, middleware order and the route table. Handlers (in `pages`) stay
 //! thin: parse the form into domain types, call one flow on a blocking thread, answer.
 
+pub mod browser;
 pub mod csrf;
 pub mod error;
 pub mod guard;
@@ -43,14 +44,21 @@ pub struct Cookies {
     pub secure: bool,
     pub session: &'static str,
     pub csrf: &'static str,
+    /// The long-lived browser id (`web::browser`).
+    pub browser: &'static str,
 }
 
 impl Cookies {
     pub fn for_settings(settings: &Settings) -> Cookies {
         if settings.is_https() {
-            Cookies { secure: true, session: "__Host-flex_session", csrf: "__Host-flex_csrf" }
+            Cookies {
+                secure: true,
+                session: "__Host-flex_session",
+                csrf: "__Host-flex_csrf",
+                browser: "__Host-flex_browser",
+            }
         } else {
-            Cookies { secure: false, session: "flex_session", csrf: "flex_csrf" }
+            Cookies { secure: false, session: "flex_session", csrf: "flex_csrf", browser: "flex_browser" }
         }
     }
 }
@@ -102,7 +110,8 @@ impl AppState {
     }
 }
 
-/// After sign-up or sign-in: a new session id bound to a new CSRF secret, and a redirect.
+/// After sign-up or sign-in: a new session id bound to a new CSRF secret, a browser cookie if
+/// this browser had none (its id is the one the sign-in recorded), and a redirect.
 pub(crate) fn signed_in_response(
     state: &AppState,
     visitor: &Visitor,
@@ -111,10 +120,12 @@ pub(crate) fn signed_in_response(
 ) -> Result<HttpResponse, AppError> {
     let secret = csrf::new_secret();
     visitor.session.sign_in(user_id, &secret, state.flows.accounts.now())?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .cookie(csrf::cookie(&secret, &state.cookies))
-        .finish())
+    let mut response = HttpResponse::SeeOther();
+    response.insert_header((header::LOCATION, location)).cookie(csrf::cookie(&secret, &state.cookies));
+    if visitor.browser.fresh {
+        response.cookie(visitor.browser.cookie(&state.cookies, &state.settings.secret_key));
+    }
+    Ok(response.finish())
 }
 
 /// After sign-out or a reset: a fresh CSRF secret (the session is already purged), a redirect.
@@ -165,13 +176,16 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             // innermost first. The CSRF cookie is read first (refusal pages need it for their
             // forms), then the session, which the per-IP limit and CSRF both use to give a
             // signed-in visitor's refusal page its sign-out button. The answers still come in
-            // the contract's order: 413 (or 408 for a body too slow), 429, 403; and `headers`
+            // the contract's order: 413 (or 408 for a body too slow), 429, 403. Around the
+            // session, the request's client (IP address, User-Agent) for the session store to
+            // record where a session was used from. `headers`
             // puts the security headers on each of them. Around them, the request's metrics (the
             // final status); around everything, the request's span, so each line logged on the
             // way leads back to its request.
             .wrap(from_fn(csrf::middleware))
             .wrap(from_fn(guard::ip_limit))
             .wrap(sessions)
+            .wrap(from_fn(session::client_scope))
             .wrap(from_fn(guard::body_limit))
             .wrap(from_fn(guard::headers))
             .wrap(from_fn(monitoring::measure))
@@ -191,7 +205,7 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
 const BLOCKING_THREADS_PER_WORKER: usize = 8;
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    use pages::{account, code, delete, home, reset, sign_in, sign_up, verify};
+    use pages::{account, activity, code, delete, home, reset, sessions, sign_in, sign_up, verify};
     cfg.route("/", web::get().to(home))
         .route("/healthz", web::get().to(healthz))
         .route("/healthz", web::head().to(healthz))
@@ -204,6 +218,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account", web::get().to(account::show))
         .route("/account", web::post().to(account::update))
         .route("/account/password", web::post().to(account::change_password))
+        .route("/account/sessions", web::get().to(sessions::show))
+        .route("/account/sessions/end", web::post().to(sessions::end))
+        .route("/account/activity", web::get().to(activity::show))
         .route("/verify/{channel}", web::get().to(verify::show))
         .route("/verify/{channel}", web::post().to(verify::check))
         .route("/verify/{channel}/send", web::post().to(verify::send))

@@ -2,14 +2,21 @@
 //! typed view of a request's session.
 //!
 //! The cookie holds a random 64-character key; the table holds only its SHA-256.
+//!
+//! The store also records where a signed-in session was used from (for the sessions page): the
+//! request's client, which the store's interface does not pass, reaches it through a task-local
+//! set around the session middleware by [`client_scope`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_session::{Session, SessionExt as _};
-use actix_web::HttpRequest;
+use actix_web::body::MessageBody;
 use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, web};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString as _};
@@ -19,7 +26,43 @@ use crate::accounts::User;
 use crate::accounts::sessions::{self, SessionLifetime};
 use crate::clock::Clock;
 use crate::db::{AnyConnection, Pool};
+use crate::domain::{RequestContext, UserAgent};
 use crate::flows::{Flows, PendingReset, PendingSignIn};
+
+use super::AppState;
+
+tokio::task_local! {
+    /// The client of the request the session middleware is serving.
+    static CLIENT: RequestContext;
+}
+
+/// The request's client as the security records keep it: the IP address (behind trusted
+/// proxies, the one the per-IP limit counts) and the User-Agent. No browser id: see
+/// [`super::visitor::Visitor::context`].
+pub fn client_context(req: &HttpRequest, state: &AppState) -> RequestContext {
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| UserAgent::parse(&String::from_utf8_lossy(v.as_bytes())));
+    RequestContext { ip: state.ip_limit.client_ip(req), user_agent, browser: None }
+}
+
+/// Middleware around the session middleware: makes the request's client known to the store.
+pub async fn client_scope(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let client = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => client_context(req.request(), state),
+        None => RequestContext::default(),
+    };
+    CLIENT.scope(client, next.call(req)).await
+}
+
+/// The client of the request being served, when inside [`client_scope`].
+fn current_client() -> Option<RequestContext> {
+    CLIENT.try_with(RequestContext::clone).ok()
+}
 
 #[derive(Clone)]
 pub struct DbSessionStore {
@@ -44,6 +87,11 @@ impl DbSessionStore {
     }
 }
 
+/// A new public id: 24 random letters and digits (about 143 bits).
+fn new_public_id() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 24)
+}
+
 fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
@@ -53,10 +101,19 @@ fn user_of(state: &HashMap<String, String>) -> Option<i64> {
     state.get(USER_ID).and_then(|v| v.parse().ok())
 }
 
+/// The public id kept in the state (a JSON string).
+fn public_id_of(state: &HashMap<String, String>) -> Option<String> {
+    state.get(PUBLIC_ID).and_then(|v| serde_json::from_str(v).ok())
+}
+
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let id = hash_key(key.as_ref());
-        let row = self.blocking(move |conn, now, _| sessions::load(conn, &id, now)).await.map_err(LoadError::Other)?;
+        let client = current_client();
+        let row = self
+            .blocking(move |conn, now, _| sessions::load_seen(conn, &id, now, client.as_ref()))
+            .await
+            .map_err(LoadError::Other)?;
         row.map(|state| serde_json::from_str(&state).map_err(|e| LoadError::Deserialization(e.into()))).transpose()
     }
 
@@ -64,10 +121,12 @@ impl SessionStore for DbSessionStore {
         let key = Alphanumeric.sample_string(&mut rand::rng(), 64);
         let id = hash_key(&key);
         let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
-        let user_id = user_of(&state);
-        self.blocking(move |conn, now, lifetime| sessions::insert(conn, &id, user_id, &json, now, lifetime))
-            .await
-            .map_err(SaveError::Other)?;
+        let (user_id, public_id, client) = (user_of(&state), public_id_of(&state), current_client());
+        self.blocking(move |conn, now, lifetime| {
+            sessions::insert(conn, &id, user_id, public_id.as_deref(), &json, now, lifetime, client.as_ref())
+        })
+        .await
+        .map_err(SaveError::Other)?;
         SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
     }
 
@@ -79,10 +138,12 @@ impl SessionStore for DbSessionStore {
     ) -> Result<SessionKey, UpdateError> {
         let id = hash_key(key.as_ref());
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let user_id = user_of(&state);
-        self.blocking(move |conn, now, lifetime| sessions::update(conn, &id, user_id, &json, now, lifetime))
-            .await
-            .map_err(UpdateError::Other)?;
+        let (user_id, public_id) = (user_of(&state), public_id_of(&state));
+        self.blocking(move |conn, now, lifetime| {
+            sessions::update(conn, &id, user_id, public_id.as_deref(), &json, now, lifetime)
+        })
+        .await
+        .map_err(UpdateError::Other)?;
         Ok(key)
     }
 
@@ -101,6 +162,8 @@ impl SessionStore for DbSessionStore {
 // the user id beside the state so that all of a user's sessions can be ended at once).
 const USER_ID: &str = "user_id";
 const CSRF: &str = "csrf";
+/// The session's public id (see `accounts::sessions`), set at sign-in.
+const PUBLIC_ID: &str = "public_id";
 const RESET: &str = "password_reset";
 const SIGNED_IN_AT: &str = "signed_in_at";
 const CODE_SIGN_IN: &str = "code_sign_in";
@@ -165,7 +228,23 @@ impl UserSession {
         self.0.insert(USER_ID, user_id)?;
         self.0.insert(CSRF, csrf)?;
         self.0.insert(SIGNED_IN_AT, now)?;
+        self.0.insert(PUBLIC_ID, new_public_id())?;
         Ok(())
+    }
+
+    /// The id the sessions page shows for this session (not usable as a cookie).
+    pub fn public_id(&self) -> Option<String> {
+        self.0.get::<String>(PUBLIC_ID).ok().flatten()
+    }
+
+    /// This signed-in session's public id, given one now if it was made before public ids.
+    pub fn ensure_public_id(&self) -> anyhow::Result<String> {
+        if let Some(id) = self.public_id() {
+            return Ok(id);
+        }
+        let id = new_public_id();
+        self.0.insert(PUBLIC_ID, &id)?;
+        Ok(id)
     }
 
     /// When this session signed in (a sign-in proves who is there: some changes need a recent one).

@@ -7,17 +7,23 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 
 use super::AppState;
+use super::browser::BrowserId;
 use super::csrf;
 use super::error::AppError;
-use super::session::UserSession;
+use super::session::{UserSession, client_context};
 use super::views::Chrome;
 use crate::accounts::User;
+use crate::domain::RequestContext;
 
 pub struct Visitor {
     pub session: UserSession,
     pub csrf_token: String,
     pub user: Option<User>,
     pub ip: Option<std::net::IpAddr>,
+    /// This browser's long-lived id (new when it had no valid browser cookie).
+    pub browser: BrowserId,
+    /// The request as security records keep it (IP address, User-Agent, browser).
+    context: RequestContext,
 }
 
 impl Visitor {
@@ -26,6 +32,11 @@ impl Visitor {
             Some(user) => Chrome::signed_in(self.csrf_token.clone(), user.display_name()),
             None => Chrome::signed_out(self.csrf_token.clone()),
         }
+    }
+
+    /// Where this request comes from, for the activity log, sessions and notices.
+    pub fn context(&self) -> RequestContext {
+        self.context.clone()
     }
 
     /// The client's IP as a log field: `ip=203.0.113.7`, or no field when unknown.
@@ -50,8 +61,12 @@ impl FromRequest for Visitor {
             let session = UserSession::of(&req);
             let csrf_token = csrf::form_token(&req, &state);
             let user = session.user(&state.flows).await?;
-            let ip = state.ip_limit.client_ip(&req);
-            Ok(Visitor { session, csrf_token, user, ip })
+            let browser = BrowserId::of(&req, &state.cookies, &state.settings.secret_key);
+            let context = RequestContext {
+                browser: Some(browser.key(&state.settings.secret_key)),
+                ..client_context(&req, &state)
+            };
+            Ok(Visitor { session, csrf_token, user, ip: context.ip, browser, context })
         })
     }
 }

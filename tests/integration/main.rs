@@ -8,6 +8,7 @@ mod common;
 mod samples;
 
 mod accounts;
+mod activity;
 mod cli;
 mod code_sign_in;
 mod delete_export;
@@ -20,6 +21,7 @@ mod pages;
 mod review;
 mod scale_out;
 mod security;
+mod sessions;
 mod shedding;
 mod views;
 mod web;

@@ -115,8 +115,8 @@ pub async fn update(
         return reshow(errors).await;
     }
 
-    let (checked, current) = (user.clone(), typed(&form.current_password));
-    match state.hashing(move |flows| flows.change_identifiers(&checked, changes, &current)).await? {
+    let (checked, current, ctx) = (user.clone(), typed(&form.current_password), visitor.context());
+    match state.hashing(move |flows| flows.change_identifiers(&checked, changes, &current, &ctx)).await? {
         Form::Done(updated) => {
             if updated.before != updated.after {
                 tracing::info!(
@@ -169,8 +169,8 @@ pub async fn change_password(
         return reshow(errors).await;
     };
 
-    let checked = user.clone();
-    let changed = state.hashing(move |flows| flows.change_password(&checked, &current, &new_password)).await?;
+    let (checked, ctx) = (user.clone(), visitor.context());
+    let changed = state.hashing(move |flows| flows.change_password(&checked, &current, &new_password, &ctx)).await?;
     if !changed {
         return reshow(FormErrors::default().with_field("current_password", "That is not your current password."))
             .await;

@@ -101,7 +101,8 @@ pub async fn verify(
     let Some((pending, next)) = visitor.session.code_sign_in() else { return Ok(see_other(REQUEST)) };
     let code = typed(&form.code);
     let started = std::time::Instant::now();
-    let checked = state.flow(move |flows| flows.sign_in_with_code(&pending, &code)).await?;
+    let ctx = visitor.context();
+    let checked = state.flow(move |flows| flows.sign_in_with_code(&pending, &code, &ctx)).await?;
     answer_no_sooner_than_the_floor(started).await;
     match checked {
         CodeSignIn::Proven(user) => {

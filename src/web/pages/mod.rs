@@ -2,9 +2,11 @@
 //! blocking thread, and answers: a redirect, or its page re-shown with the messages.
 
 pub mod account;
+pub mod activity;
 pub mod code;
 pub mod delete;
 pub mod reset;
+pub mod sessions;
 pub mod sign_in;
 pub mod sign_up;
 pub mod verify;

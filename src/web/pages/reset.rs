@@ -156,7 +156,8 @@ pub async fn set_new(
             return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &ResetNewView { chrome: visitor.chrome(), errors }));
         }
     };
-    let done = state.hashing(move |flows| flows.complete_reset(&pending, &flows.hash(&password)?)).await?;
+    let ctx = visitor.context();
+    let done = state.hashing(move |flows| flows.complete_reset(&pending, &flows.hash(&password)?, &ctx)).await?;
     if !done {
         // void: the account's credentials or that channel changed, or this proof was used
         visitor.session.clear_reset();

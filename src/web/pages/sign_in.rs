@@ -58,8 +58,8 @@ pub async fn submit(
         html(status, &view)
     };
 
-    let typed_identifier = identifier.clone();
-    match state.hashing(move |flows| flows.sign_in(&typed_identifier, &password)).await? {
+    let (typed_identifier, ctx) = (identifier.clone(), visitor.context());
+    match state.hashing(move |flows| flows.sign_in(&typed_identifier, &password, &ctx)).await? {
         SignIn::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
             metrics::sign_in(SignInResult::Throttled);
@@ -83,10 +83,12 @@ pub async fn submit(
     }
 }
 
-pub async fn sign_out(state: web::Data<AppState>, visitor: Visitor) -> HttpResponse {
+pub async fn sign_out(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
     if let Some(user) = &visitor.user {
-        tracing::info!(event = "sign_out", user_id = user.id, ip = visitor.log_ip(), "signed out");
+        let (user_id, public_id, ctx) = (user.id, visitor.session.public_id(), visitor.context());
+        state.flow(move |flows| flows.sign_out(user_id, public_id.as_deref(), &ctx)).await?;
+        tracing::info!(event = "sign_out", user_id, ip = visitor.log_ip(), "signed out");
     }
     visitor.session.sign_out();
-    signed_out_response(&state, "/")
+    Ok(signed_out_response(&state, "/"))
 }

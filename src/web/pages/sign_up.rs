@@ -76,7 +76,8 @@ pub async fn submit(
         return Ok(reshow(errors));
     };
 
-    let created = state.hashing(move |flows| flows.sign_up(new, &flows.hash(&password)?)).await?;
+    let ctx = visitor.context();
+    let created = state.hashing(move |flows| flows.sign_up(new, &flows.hash(&password)?, &ctx)).await?;
     match created {
         Form::Done(user) => {
             tracing::info!(event = "sign_up", user_id = user.id, ip = visitor.log_ip(), "signed up");

@@ -79,9 +79,8 @@ pub async fn check(
 ) -> Result<HttpResponse, AppError> {
     let token = token(&state, &visitor, &path).await?;
     let code = typed(&form.code);
-    let flows = state.flows.clone();
-    let checked = token.clone();
-    match web::block(move || flows.accounts.check_password(&checked, &code)).await? {
+    let (flows, checked, ctx) = (state.flows.clone(), token.clone(), visitor.context());
+    match web::block(move || flows.verify_address(&checked, &code, &ctx)).await? {
         Ok(true) => {
             tracing::info!(event = "verified", user_id = token.user_id, channel = %token.channel, ip = visitor.log_ip(), "address verified");
             Ok(see_other("/account"))

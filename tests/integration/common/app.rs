@@ -92,6 +92,8 @@ pub struct Browser<'a> {
     pub jar: Arc<Jar>,
     client: Client,
     page_token: Mutex<Option<String>>,
+    /// The `User-Agent` it sends (none by default).
+    user_agent: Option<String>,
     /// A browser of an app of this process lives no longer than the app.
     _app: PhantomData<&'a TestApp>,
 }
@@ -135,29 +137,52 @@ impl Page {
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         let jar = Arc::new(Jar::default());
-        Browser::with_jar(&app.base, None, jar, None)
+        Browser::with_jar(&app.base, None, jar, None, None)
+    }
+
+    /// A browser that sends this `User-Agent` with every request.
+    pub fn with_agent(app: &'a TestApp, user_agent: &str) -> Self {
+        Browser::with_jar(&app.base, None, Arc::new(Jar::default()), None, Some(user_agent))
     }
 
     /// A browser of the site at `base` (a spawned server, a proxy in front of some), connecting
     /// from `local`, an address of this machine: the client address that site sees.
     pub fn at(base: &str, local: IpAddr) -> Browser<'static> {
-        Browser::with_jar(base, Some(local), Arc::new(Jar::default()), None)
+        Browser::with_jar(base, Some(local), Arc::new(Jar::default()), None, None)
     }
 
-    fn with_jar(base: &str, local: Option<IpAddr>, jar: Arc<Jar>, page_token: Option<String>) -> Self {
-        let client = Client::builder()
+    fn with_jar(
+        base: &str,
+        local: Option<IpAddr>,
+        jar: Arc<Jar>,
+        page_token: Option<String>,
+        user_agent: Option<&str>,
+    ) -> Self {
+        let mut builder = Client::builder();
+        if let Some(user_agent) = user_agent {
+            builder = builder.user_agent(user_agent);
+        }
+        let client = builder
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .local_address(local)
             .build()
             .unwrap();
-        Browser { base: base.to_owned(), jar, client, page_token: Mutex::new(page_token), _app: PhantomData }
+        Browser {
+            base: base.to_owned(),
+            jar,
+            client,
+            page_token: Mutex::new(page_token),
+            user_agent: user_agent.map(str::to_owned),
+            _app: PhantomData,
+        }
     }
 
     /// The same browser (the same cookies, on the same page) talking to another instance of the app.
     pub fn on<'b>(&self, other: &'b TestApp) -> Browser<'b> {
-        Browser::with_jar(&other.base, None, self.jar.clone(), self.page_token.lock().unwrap().clone())
+        let token = self.page_token.lock().unwrap().clone();
+        Browser::with_jar(&other.base, None, self.jar.clone(), token, self.user_agent.as_deref())
     }
 
     /// A second browser holding a copy of this one's cookies (a stolen cookie), on the same page.
@@ -169,7 +194,8 @@ impl<'a> Browser<'a> {
                 jar.add_cookie_str(cookie, &url);
             }
         }
-        Browser::with_jar(&self.base, None, jar, self.page_token.lock().unwrap().clone())
+        let token = self.page_token.lock().unwrap().clone();
+        Browser::with_jar(&self.base, None, jar, token, self.user_agent.as_deref())
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {

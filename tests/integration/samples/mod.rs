@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use askama::Template;
 use flex_user::web::views::{
-    AccountView, AddressView, Chrome, CodeRequestView, CodeVerifyView, DeleteView, ErrorView, FormErrors, HomeView,
-    ResetNewView, ResetRequestView, ResetVerifyView, SignInView, SignUpView, VerifyView,
+    AccountView, ActivityView, AddressView, Chrome, CodeRequestView, CodeVerifyView, DeleteView, ErrorView, EventRow,
+    FormErrors, HomeView, ResetNewView, ResetRequestView, ResetVerifyView, SessionRow, SessionsView, SignInView,
+    SignUpView, VerifyView, When,
 };
 
 /// An address long enough to test wrapping on a 390 px wide screen.
@@ -64,6 +65,52 @@ pub fn delete(chrome: Chrome) -> DeleteView {
     }
 }
 
+fn when(secs: i64) -> When {
+    When::at(chrono::DateTime::from_timestamp(1_796_000_000 + secs, 0).unwrap())
+}
+
+/// `alice`'s sessions: this browser, a phone, and an old one not used since public ids.
+pub fn sessions(chrome: Chrome) -> SessionsView {
+    let session = |public_id: &str, browser: &str, ip: &str, current: bool| SessionRow {
+        public_id: public_id.into(),
+        began: when(0),
+        last_used: Some(when(3600)),
+        ip: ip.into(),
+        browser: browser.into(),
+        current,
+    };
+    SessionsView {
+        chrome,
+        sessions: vec![
+            session("aaaaaaaaaaaaaaaaaaaaaaaa", "Firefox on Linux", "203.0.113.7", true),
+            session("bbbbbbbbbbbbbbbbbbbbbbbb", "Chrome on Android", "2001:db8:85a3:1234:5678:8a2e:370:7334", false),
+            SessionRow { last_used: None, ..session("", "Unknown browser", "Unknown", false) },
+        ],
+    }
+}
+
+/// `alice`'s activity: a failed sign-in count, a sign-in, a change.
+pub fn activity(chrome: Chrome) -> ActivityView {
+    let event = |what: &str, warning: bool| EventRow {
+        what: what.into(),
+        when: when(60),
+        ip: "203.0.113.7".into(),
+        browser: "Safari on iPhone".into(),
+        warning,
+    };
+    ActivityView {
+        chrome,
+        events: vec![
+            event("3 failed sign-in attempts within the hour", true),
+            event("Signed in with a password", false),
+            event("Changed the email address", false),
+        ],
+        page: 1,
+        newer: None,
+        older: None,
+    }
+}
+
 /// Every page, rendered with the given chrome.
 pub fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
     vec![
@@ -92,6 +139,8 @@ pub fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
             .unwrap(),
         ),
         ("account", account(chrome()).render().unwrap()),
+        ("sessions", sessions(chrome()).render().unwrap()),
+        ("activity", activity(chrome()).render().unwrap()),
         ("verify_email", verify(chrome(), "email").render().unwrap()),
         ("verify_phone", verify(chrome(), "phone").render().unwrap()),
         (
@@ -223,6 +272,18 @@ pub fn pages() -> Vec<(String, String)> {
         "Your account has no password, so deleting it needs a recent sign-in: sign in again with a code, then delete it within 10 minutes.",
     );
     more.push(("account_delete_nopassword", del.render().unwrap()));
+
+    let mut one = sessions(Chrome::signed_in(TOKEN, LONG_USERNAME));
+    one.sessions.truncate(1);
+    one.sessions[0].browser = "Internet Explorer on Windows Phone OS".into();
+    more.push(("sessions_one", one.render().unwrap()));
+    let mut many = activity(long());
+    (many.page, many.newer, many.older) = (2, Some(1), Some(3));
+    many.events[0].ip = "2001:db8:85a3:1234:5678:8a2e:370:7334".into();
+    more.push(("activity_more", many.render().unwrap()));
+    let mut none = activity(long());
+    none.events.clear();
+    more.push(("activity_empty", none.render().unwrap()));
 
     more.push(("error_403", ErrorView::forbidden(Some(long())).render().unwrap()));
     more.push(("error_403_bare", ErrorView::forbidden(None).render().unwrap()));
