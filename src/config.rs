@@ -150,6 +150,12 @@ pub struct Settings {
     /// Where `GET /metrics` is served (`FLEX_USER_METRICS_BIND`, HOST:PORT), apart from the
     /// site; `None`: no metrics endpoint at all.
     pub metrics_bind: Option<String>,
+    /// How long `remember` on the second sign-in step skips that step in this browser
+    /// (`FLEX_USER_TRUSTED_BROWSER_DAYS`, 30; `0` turns the checkbox off).
+    pub trusted_browser_days: u32,
+    /// The issuer in authenticator apps and the name in page titles and messages
+    /// (`FLEX_USER_SITE_NAME`, `flex-user`).
+    pub site_name: String,
 }
 
 /// True for `HOST:PORT` (the port a number; the host, a name or an address, is left to `bind`).
@@ -319,6 +325,13 @@ impl Settings {
             return Err(err("FLEX_USER_METRICS_BIND", format!("{bind:?} is not HOST:PORT")));
         }
 
+        let trusted_browser_days = number("FLEX_USER_TRUSTED_BROWSER_DAYS", 30, 0..=3650)? as u32;
+        let site_name = get("FLEX_USER_SITE_NAME").map(|n| n.trim().to_owned()).unwrap_or_else(|| "flex-user".into());
+        // the issuer is written before a colon in the otpauth label, and a title is one line
+        if site_name.chars().count() > 64 || site_name.contains(':') || site_name.chars().any(char::is_control) {
+            return Err(err("FLEX_USER_SITE_NAME", "at most 64 characters, no colon or control character"));
+        }
+
         Ok(Settings {
             database_url,
             bind,
@@ -340,6 +353,8 @@ impl Settings {
             trusted_proxies,
             log_format,
             metrics_bind,
+            trusted_browser_days,
+            site_name,
         })
     }
 }

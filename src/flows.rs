@@ -22,6 +22,8 @@ use crate::domain::password::NewPassword;
 use crate::domain::{Email, Identifier};
 use crate::secret::SecretKey;
 
+pub mod two_factor;
+
 /// A password reset in progress, as the asking session keeps it.
 ///
 /// It depends on the account's credentials (password and identifiers, as one version number),
@@ -463,7 +465,8 @@ impl Flows {
 
     /// `POST /password-reset/new`: sets the password, marks the channel verified, ends every
     /// session of the user, and, if the channel was unverified before this reset completed,
-    /// removes the account's other email and phone (never proven by whoever holds this one).
+    /// removes the account's other email and phone and every second factor and recovery code
+    /// (never proven by whoever holds this one). Otherwise second factors stay.
     /// `Ok(false)`: the reset is not proven, or void (something it depends on changed, or it
     /// was already used); nothing changed.
     pub fn complete_reset(&self, pending: &PendingReset, new_hash: &str) -> anyhow::Result<bool> {
@@ -493,6 +496,9 @@ impl Flows {
                 }
                 // the proven channel stays, so an identifier always remains
                 users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
+                // and so do second factors and recovery codes: set up by whoever held the
+                // account before this address was proven
+                crate::accounts::factors::remove_all_in(conn, target.user_id)?;
             }
             sessions::end_all_for_user(conn, target.user_id)?;
             Ok::<_, anyhow::Error>(true)

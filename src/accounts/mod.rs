@@ -4,6 +4,7 @@
 //! Every call is blocking (database and argon2 work): async callers run it on a blocking
 //! thread (`web::block`, `spawn_blocking`).
 
+pub mod factors;
 mod hash_pool;
 mod passwords;
 pub mod sessions;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
+pub use factors::{RecoveryCode, SecondFactorCheck, TotpSecret, TwoFactorStatus};
 pub use hash_pool::{Admission, Busy, Load as HashLoad};
 pub use passwords::Passwords;
 pub use throttle::Throttled;

@@ -16,6 +16,7 @@ diesel::table! {
         last_login -> Nullable<Timestamp>,
         credential_version -> Integer,
         username_skeleton -> Nullable<Text>,
+        factor_version -> Integer,
     }
 }
 
@@ -36,7 +37,17 @@ diesel::table! {
 }
 
 diesel::joinable!(otp_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles, ip_limits);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    otp_tokens,
+    sessions,
+    outbox,
+    send_log,
+    throttles,
+    ip_limits,
+    second_factors,
+    recovery_codes
+);
 
 diesel::table! {
     sessions (id_hash) {
@@ -96,3 +107,28 @@ diesel::table! {
         tat -> Timestamp,
     }
 }
+
+diesel::table! {
+    second_factors (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        data -> Text,
+        last_step -> BigInt,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(second_factors -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
