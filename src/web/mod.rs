@@ -44,14 +44,21 @@ pub struct Cookies {
     pub secure: bool,
     pub session: &'static str,
     pub csrf: &'static str,
+    /// The trusted-browser cookie of the second sign-in step (`remember`).
+    pub trusted: &'static str,
 }
 
 impl Cookies {
     pub fn for_settings(settings: &Settings) -> Cookies {
         if settings.is_https() {
-            Cookies { secure: true, session: "__Host-flex_session", csrf: "__Host-flex_csrf" }
+            Cookies {
+                secure: true,
+                session: "__Host-flex_session",
+                csrf: "__Host-flex_csrf",
+                trusted: "__Host-flex_trusted",
+            }
         } else {
-            Cookies { secure: false, session: "flex_session", csrf: "flex_csrf" }
+            Cookies { secure: false, session: "flex_session", csrf: "flex_csrf", trusted: "flex_trusted" }
         }
     }
 }
@@ -114,6 +121,40 @@ pub(crate) fn signed_in_response(
         .insert_header((header::LOCATION, location))
         .cookie(csrf::cookie(&secret, &state.cookies))
         .finish())
+}
+
+/// Every first factor (a password now; a code sign-in next) calls this once it is proven.
+///
+/// Without a second factor, or when this browser's trusted-browser cookie vouches for the account
+/// at its current factor version, it signs the visitor in ([`signed_in_response`]: a new session
+/// id, to `next` or `/account`). Otherwise it stores the half-signed-in state in the session (a
+/// new session id, no user: no page of the account opens) and answers 303 to
+/// `/sign-in/two-factor`, keeping `next`, for the second step (`pages::two_factor`).
+pub(crate) async fn finish_first_factor(
+    state: &AppState,
+    visitor: &Visitor,
+    req: &actix_web::HttpRequest,
+    user: crate::accounts::User,
+    next: &str,
+) -> Result<HttpResponse, AppError> {
+    use crate::flows::two_factor::FirstFactorDone;
+    let next = visitor::local_path(next).unwrap_or_default().to_owned();
+    let trusted = req.cookie(state.cookies.trusted).map(|c| c.value().to_owned());
+    let kept = next.clone();
+    match state.flow(move |flows| flows.after_first_factor(user, trusted.as_deref(), &kept)).await? {
+        FirstFactorDone::SignIn(user) => {
+            signed_in_response(state, visitor, user.id, if next.is_empty() { "/account" } else { &next })
+        }
+        FirstFactorDone::SecondStep(half) => {
+            visitor.session.set_half_sign_in(&half)?;
+            let location = if next.is_empty() {
+                "/sign-in/two-factor".to_owned()
+            } else {
+                format!("/sign-in/two-factor?next={}", visitor::url_encode(&next))
+            };
+            Ok(visitor::see_other(&location))
+        }
+    }
 }
 
 /// After sign-out or a reset: a fresh CSRF secret (the session is already purged), a redirect.
@@ -182,7 +223,7 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    use pages::{account, home, reset, sign_in, sign_up, verify};
+    use pages::{account, home, reset, sign_in, sign_up, two_factor, verify};
     cfg.route("/", web::get().to(home))
         .route("/healthz", web::get().to(healthz))
         .route("/healthz", web::head().to(healthz))
@@ -204,6 +245,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/password-reset/verify", web::post().to(reset::verify))
         .route("/password-reset/new", web::get().to(reset::show_new))
         .route("/password-reset/new", web::post().to(reset::set_new));
+    two_factor::routes(cfg);
 }
 
 async fn not_found(visitor: Visitor) -> HttpResponse {

@@ -61,7 +61,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 }
 
 /// Percent-encodes a path for a query value, leaving `/` readable (`next=/account`).
-fn url_encode(text: &str) -> String {
+pub(crate) fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),

@@ -5,6 +5,7 @@ pub mod account;
 pub mod reset;
 pub mod sign_in;
 pub mod sign_up;
+pub mod two_factor;
 pub mod verify;
 
 use actix_web::HttpResponse;

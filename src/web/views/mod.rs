@@ -36,6 +36,7 @@ mod home;
 mod reset;
 mod sign_in;
 mod sign_up;
+mod two_factor;
 mod verify;
 
 pub use account::{AccountView, AddressView};
@@ -44,6 +45,7 @@ pub use home::HomeView;
 pub use reset::{ResetNewView, ResetRequestView, ResetVerifyView};
 pub use sign_in::SignInView;
 pub use sign_up::SignUpView;
+pub use two_factor::{RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView};
 pub use verify::VerifyView;
 
 /// What every page needs for its header and forms.
