@@ -58,6 +58,12 @@ impl TotpSecret {
         TotpSecret(bytes)
     }
 
+    /// Reads the base32 text an app is given (RFC 4648, no padding, case-insensitive).
+    pub fn from_base32(text: &str) -> Option<TotpSecret> {
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+        totp_rs::Secret::try_from_base32(text).ok().map(|s| TotpSecret(s.to_vec()))
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.0
     }

@@ -19,6 +19,7 @@ mod review;
 mod scale_out;
 mod security;
 mod shedding;
+mod two_factor;
 mod views;
 mod web;
 mod web_flows;

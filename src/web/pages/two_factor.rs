@@ -12,7 +12,7 @@ use crate::flows::Form;
 use crate::flows::two_factor::{SecondStep, TotpConfirm};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
-use crate::web::views::{FormErrors, RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, html};
+use crate::web::views::{FormErrors, RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, html, qr_svg};
 use crate::web::visitor::{Visitor, local_path, see_other};
 use crate::web::{AppState, signed_in_response};
 
@@ -125,27 +125,6 @@ async fn setup_page(
     let uri = secret.uri(&site_name, user.display_name())?;
     let view = TotpSetupView { chrome: visitor.chrome(), site_name, secret: secret.base32(), qr_svg: qr_svg(&uri)?, uri, errors };
     Ok(Some(html(status, &view)))
-}
-
-/// The QR code of `uri` as inline SVG: dark modules on a white quiet zone whatever the page's
-/// colour scheme, so phones read it in dark mode too.
-fn qr_svg(uri: &str) -> anyhow::Result<String> {
-    use qrcode::render::svg;
-    let code = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)?;
-    let svg = code
-        .render::<svg::Color>()
-        .min_dimensions(220, 220)
-        .dark_color(svg::Color("#000000"))
-        .light_color(svg::Color("#ffffff"))
-        .quiet_zone(true)
-        .build();
-    // inline in HTML: no XML declaration; a name for assistive technology
-    let start = svg.find("<svg").unwrap_or(0);
-    Ok(svg[start..].replacen(
-        "<svg ",
-        "<svg class=\"qr__code\" role=\"img\" aria-label=\"QR code of the setup link for your authenticator app\" ",
-        1,
-    ))
 }
 
 pub async fn show_setup(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {

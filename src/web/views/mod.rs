@@ -45,7 +45,7 @@ pub use home::HomeView;
 pub use reset::{ResetNewView, ResetRequestView, ResetVerifyView};
 pub use sign_in::SignInView;
 pub use sign_up::SignUpView;
-pub use two_factor::{RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView};
+pub use two_factor::{RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, qr_svg};
 pub use verify::VerifyView;
 
 /// What every page needs for its header and forms.
