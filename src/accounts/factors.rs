@@ -82,7 +82,8 @@ impl TotpSecret {
             .with_secret(totp_rs::Secret::from(self.0.clone()));
         if !account.is_empty() {
             // the label's issuer and account are split at a colon
-            builder = builder.with_account_name(account.replace(':', " ")).with_issuer(issuer.map(|i| i.replace(':', " ")));
+            builder =
+                builder.with_account_name(account.replace(':', " ")).with_issuer(issuer.map(|i| i.replace(':', " ")));
         }
         Ok(builder.build()?)
     }
@@ -243,12 +244,7 @@ impl TwoFactorStatus {
 
 /// The factor version of an active user.
 pub(crate) fn factor_version(conn: &mut AnyConnection, user_id: i64) -> QueryResult<Option<i32>> {
-    users::table
-        .find(user_id)
-        .filter(users::is_active.eq(true))
-        .select(users::factor_version)
-        .first(conn)
-        .optional()
+    users::table.find(user_id).filter(users::is_active.eq(true)).select(users::factor_version).first(conn).optional()
 }
 
 /// Moves the user's factor version: every trusted browser, half-finished sign-in and pending
@@ -296,7 +292,12 @@ pub(crate) fn has_second_factor(conn: &mut AnyConnection, user_id: i64) -> Query
 
 /// Accepts `step` for the factor if it is later than the last accepted one: one atomic
 /// conditional UPDATE, so a step is accepted once however many posts race.
-pub(crate) fn accept_step(conn: &mut AnyConnection, factor_id: i64, step: u64, now: DateTime<Utc>) -> QueryResult<bool> {
+pub(crate) fn accept_step(
+    conn: &mut AnyConnection,
+    factor_id: i64,
+    step: u64,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     let changed = diesel::update(
         second_factors::table.filter(second_factors::id.eq(factor_id)).filter(second_factors::last_step.lt(step)),
@@ -528,7 +529,9 @@ impl super::Accounts {
             match totp_factor(&mut conn, user_id)? {
                 Some(factor) => match factor.secret(&keys, user_id) {
                     Some(secret) => match secret.check(&digits, now) {
-                        Some(step) if step as i64 > factor.last_step && accept_step(&mut conn, factor.id, step, now)? => {
+                        Some(step)
+                            if step as i64 > factor.last_step && accept_step(&mut conn, factor.id, step, now)? =>
+                        {
                             SecondFactorCheck::Totp
                         }
                         _ => SecondFactorCheck::Wrong,

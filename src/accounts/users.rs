@@ -610,11 +610,11 @@ pub(crate) fn set_password_hash_if_version(
         users::table.find(user_id).filter(users::is_active.eq(true)).filter(users::credential_version.eq(version)),
     )
     .set((
-            users::password.eq(hash),
-            users::credential_version.eq(users::credential_version + 1),
-            // a new password voids every trusted browser (the factors themselves stay)
-            users::factor_version.eq(users::factor_version + 1),
-        ))
+        users::password.eq(hash),
+        users::credential_version.eq(users::credential_version + 1),
+        // a new password voids every trusted browser (the factors themselves stay)
+        users::factor_version.eq(users::factor_version + 1),
+    ))
     .execute(conn)?;
     Ok(changed == 1)
 }

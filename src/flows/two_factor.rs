@@ -68,7 +68,10 @@ pub enum FirstFactorDone {
 #[derive(Debug)]
 pub enum SecondStep {
     /// Signed in; `recovery_left` when a recovery code was used up.
-    SignedIn { user: User, recovery_left: Option<i64> },
+    SignedIn {
+        user: User,
+        recovery_left: Option<i64>,
+    },
     Wrong,
     Throttled(Throttled),
     /// The half sign-in is void (expired, or something it depends on changed).

@@ -7,7 +7,9 @@ use flex_user::accounts::TotpSecret;
 use reqwest::StatusCode;
 
 use crate::common::app::{Browser, Page, TestApp};
-use crate::common::flows::{ALICE_EMAIL, NEW_PASSWORD, PASSWORD, alice, assert_status, request_reset, secs, spawn, user};
+use crate::common::flows::{
+    ALICE_EMAIL, NEW_PASSWORD, PASSWORD, alice, assert_status, request_reset, secs, spawn, user,
+};
 use crate::common::{TestDb, at_once};
 
 on_both_databases!(
@@ -60,7 +62,9 @@ fn now(app: &TestApp) -> DateTime<Utc> {
 /// person types it into an app. Returns the secret and the recovery codes shown once.
 fn enable_totp(app: &TestApp, browser: &Browser) -> (TotpSecret, Vec<String>) {
     browser.get("/account/two-factor");
-    browser.post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)]).assert_redirect("/account/two-factor/totp");
+    browser
+        .post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor/totp");
     let page = browser.get("/account/two-factor/totp");
     assert_status(&page, StatusCode::OK);
     let secret_text = element_text(&page.body, "totp-secret");
@@ -70,7 +74,9 @@ fn enable_totp(app: &TestApp, browser: &Browser) -> (TotpSecret, Vec<String>) {
     assert!(page.body.contains("<svg") && !page.body.contains("<?xml"), "an inline SVG QR code");
     assert_eq!(secret_text.len(), 32, "160 bits in base32 without padding: {secret_text}");
     let secret = TotpSecret::from_base32(&secret_text).expect("base32");
-    browser.post("/account/two-factor/totp", &[("code", &secret.code_at(now(app)))]).assert_redirect("/account/two-factor/recovery-codes");
+    browser
+        .post("/account/two-factor/totp", &[("code", &secret.code_at(now(app)))])
+        .assert_redirect("/account/two-factor/recovery-codes");
     let page = browser.get("/account/two-factor/recovery-codes");
     let codes = recovery_codes(&page.body);
     assert_eq!(codes.len(), 10, "{}", page.body);
@@ -114,7 +120,9 @@ fn setup_needs_the_password(db: &TestDb) {
 fn confirmation_wrong_then_right_and_codes_shown_once(db: &TestDb) {
     let app = spawn(db, &[]);
     let browser = alice(&app);
-    browser.post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)]).assert_redirect("/account/two-factor/totp");
+    browser
+        .post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor/totp");
     let page = browser.get("/account/two-factor/totp");
     let secret = TotpSecret::from_base32(&element_text(&page.body, "totp-secret")).unwrap();
     let right = secret.code_at(now(&app));
@@ -321,7 +329,8 @@ fn trusted_browser_skips_and_a_password_change_voids_it(db: &TestDb) {
 
     // a password change voids it
     b.get("/account");
-    b.post("/account/password", &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD)]).assert_redirect("/account");
+    b.post("/account/password", &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD)])
+        .assert_redirect("/account");
     b.get("/");
     b.post("/sign-out", &[]).assert_redirect("/");
     b.sign_in("alice", NEW_PASSWORD).assert_redirect("/sign-in/two-factor");
@@ -360,20 +369,28 @@ fn half_sign_in_expires_and_depends_on_the_password(db: &TestDb) {
 fn pending_setup_is_void_when_factors_change(db: &TestDb) {
     let app = spawn(db, &[]);
     let browser = alice(&app);
-    browser.post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)]).assert_redirect("/account/two-factor/totp");
+    browser
+        .post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor/totp");
     let page = browser.get("/account/two-factor/totp");
     let secret = TotpSecret::from_base32(&element_text(&page.body, "totp-secret")).unwrap();
     let id = user(&app, "alice").unwrap().id;
     app.accounts.bump_factor_version(id).unwrap();
-    browser.post("/account/two-factor/totp", &[("code", &secret.code_at(now(&app)))]).assert_redirect("/account/two-factor");
+    browser
+        .post("/account/two-factor/totp", &[("code", &secret.code_at(now(&app)))])
+        .assert_redirect("/account/two-factor");
     assert!(!app.accounts.two_factor_status(id).unwrap().totp);
     // and after 10 minutes
-    browser.post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)]).assert_redirect("/account/two-factor/totp");
+    browser
+        .post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor/totp");
     let page = browser.get("/account/two-factor/totp");
     let secret = TotpSecret::from_base32(&element_text(&page.body, "totp-secret")).unwrap();
     app.clock.advance(secs(600));
     browser.get("/account/two-factor/totp").assert_redirect("/account/two-factor");
-    browser.post("/account/two-factor/totp", &[("code", &secret.code_at(now(&app)))]).assert_redirect("/account/two-factor");
+    browser
+        .post("/account/two-factor/totp", &[("code", &secret.code_at(now(&app)))])
+        .assert_redirect("/account/two-factor");
     assert!(!app.accounts.two_factor_status(id).unwrap().totp);
 }
 
@@ -387,7 +404,9 @@ fn turning_off_and_new_recovery_codes(db: &TestDb) {
         &browser.post("/account/two-factor/recovery-codes", &[("current_password", "wrong")]),
         StatusCode::UNPROCESSABLE_ENTITY,
     );
-    browser.post("/account/two-factor/recovery-codes", &[("current_password", PASSWORD)]).assert_redirect("/account/two-factor/recovery-codes");
+    browser
+        .post("/account/two-factor/recovery-codes", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor/recovery-codes");
     let new = recovery_codes(&browser.get("/account/two-factor/recovery-codes").body);
     assert_eq!(new.len(), 10);
     assert_status(&second_step(&half_signed_in(&app), &old[0]), StatusCode::UNPROCESSABLE_ENTITY);
@@ -400,7 +419,9 @@ fn turning_off_and_new_recovery_codes(db: &TestDb) {
         StatusCode::UNPROCESSABLE_ENTITY,
     );
     assert!(app.accounts.two_factor_status(id).unwrap().totp);
-    browser.post("/account/two-factor/totp/disable", &[("current_password", PASSWORD)]).assert_redirect("/account/two-factor");
+    browser
+        .post("/account/two-factor/totp/disable", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor");
     let status = app.accounts.two_factor_status(id).unwrap();
     assert!(!status.totp);
     assert_eq!(status.recovery_codes_left, 0, "recovery codes go with the last factor");

@@ -123,13 +123,22 @@ async fn setup_page(
     };
     let site_name = state.settings.site_name.clone();
     let uri = secret.uri(&site_name, user.display_name())?;
-    let view = TotpSetupView { chrome: visitor.chrome(), site_name, secret: secret.base32(), qr_svg: qr_svg(&uri)?, uri, errors };
+    let view = TotpSetupView {
+        chrome: visitor.chrome(),
+        site_name,
+        secret: secret.base32(),
+        qr_svg: qr_svg(&uri)?,
+        uri,
+        errors,
+    };
     Ok(Some(html(status, &view)))
 }
 
 pub async fn show_setup(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(TOTP)?;
-    Ok(setup_page(&state, &visitor, user, StatusCode::OK, FormErrors::default()).await?.unwrap_or_else(|| see_other(OVERVIEW)))
+    Ok(setup_page(&state, &visitor, user, StatusCode::OK, FormErrors::default())
+        .await?
+        .unwrap_or_else(|| see_other(OVERVIEW)))
 }
 
 pub async fn confirm_setup(
@@ -151,10 +160,8 @@ pub async fn confirm_setup(
             Ok(see_other(RECOVERY))
         }
         TotpConfirm::Wrong => {
-            let errors = FormErrors::default().with_field(
-                "code",
-                "That code is not right. Enter the code your app shows now, after adding the key.",
-            );
+            let errors = FormErrors::default()
+                .with_field("code", "That code is not right. Enter the code your app shows now, after adding the key.");
             let page = setup_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors).await?;
             Ok(page.unwrap_or_else(|| see_other(OVERVIEW)))
         }
@@ -185,7 +192,8 @@ pub async fn disable(
 
 pub async fn show_recovery(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(RECOVERY)?;
-    let codes = visitor.session.take_fresh_codes().map(|f| state.flows.open_fresh_codes(user.id, &f)).unwrap_or_default();
+    let codes =
+        visitor.session.take_fresh_codes().map(|f| state.flows.open_fresh_codes(user.id, &f)).unwrap_or_default();
     let user_id = user.id;
     let factors = state.flow(move |flows| flows.two_factor_status(user_id)).await?;
     let view =
@@ -225,10 +233,7 @@ fn second_step_view(state: &AppState, visitor: &Visitor, next: &str, errors: For
 
 /// The half sign-in of this session while it holds; otherwise it is dropped and the visitor
 /// goes back to `/sign-in`.
-async fn holding_half(
-    state: &AppState,
-    visitor: &Visitor,
-) -> Result<crate::flows::two_factor::HalfSignIn, AppError> {
+async fn holding_half(state: &AppState, visitor: &Visitor) -> Result<crate::flows::two_factor::HalfSignIn, AppError> {
     let Some(half) = visitor.session.half_sign_in() else { return Err(AppError::Redirect("/sign-in".into())) };
     let checked = half.clone();
     if state.flow(move |flows| flows.half_sign_in_user(&checked)).await?.is_none() {
@@ -260,7 +265,12 @@ pub async fn second_step(
         SecondStep::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
             metrics::sign_in(SignInResult::Throttled);
-            tracing::info!(event = "second_step_throttled", ip = visitor.log_ip(), retry_after = secs, "second step throttled");
+            tracing::info!(
+                event = "second_step_throttled",
+                ip = visitor.log_ip(),
+                retry_after = secs,
+                "second step throttled"
+            );
             let errors =
                 FormErrors::default().with_general(format!("Too many wrong codes. Try again in {}.", seconds(secs)));
             let page = html(StatusCode::TOO_MANY_REQUESTS, &second_step_view(&state, &visitor, &half.next, errors));
@@ -269,13 +279,21 @@ pub async fn second_step(
         SecondStep::Wrong => {
             metrics::sign_in(SignInResult::Wrong);
             tracing::info!(event = "second_step_failed", ip = visitor.log_ip(), "second step failed");
-            let errors = FormErrors::default()
-                .with_field("code", "That code is not right. Enter the code your app shows now, or an unused recovery code.");
+            let errors = FormErrors::default().with_field(
+                "code",
+                "That code is not right. Enter the code your app shows now, or an unused recovery code.",
+            );
             Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &second_step_view(&state, &visitor, &half.next, errors)))
         }
         SecondStep::SignedIn { user, recovery_left } => {
             metrics::sign_in(SignInResult::SignedIn);
-            tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), recovery_left, "signed in with a second factor");
+            tracing::info!(
+                event = "sign_in",
+                user_id = user.id,
+                ip = visitor.log_ip(),
+                recovery_left,
+                "signed in with a second factor"
+            );
             let location = local_path(&half.next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
             let mut response = signed_in_response(&state, &visitor, user.id, &location)?;
             if remember {
