@@ -20,6 +20,7 @@ mod scale_out;
 mod security;
 mod shedding;
 mod two_factor;
+mod two_factor_browser;
 mod views;
 mod web;
 mod web_flows;
