@@ -462,4 +462,17 @@ mod tests {
         let s = settings(&[("DATABASE_URL", "postgres://u:hunter2@localhost/db")]).unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
     }
+
+    #[test]
+    fn part_two_settings() {
+        let s = Settings::from_lookup(|_| None).unwrap();
+        assert_eq!((s.trusted_browser_days, s.site_name.as_str()), (30, "flex-user"));
+        let vars = [("FLEX_USER_TRUSTED_BROWSER_DAYS", "0"), ("FLEX_USER_SITE_NAME", " Acme ")];
+        let s = Settings::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
+        assert_eq!((s.trusted_browser_days, s.site_name.as_str()), (0, "Acme"));
+        for (var, value) in [("FLEX_USER_SITE_NAME", "a:b"), ("FLEX_USER_TRUSTED_BROWSER_DAYS", "x")] {
+            let e = Settings::from_lookup(|k| (k == var).then(|| value.to_string())).unwrap_err();
+            assert_eq!(e.var, var);
+        }
+    }
 }

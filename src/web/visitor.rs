@@ -18,14 +18,17 @@ pub struct Visitor {
     pub csrf_token: String,
     pub user: Option<User>,
     pub ip: Option<std::net::IpAddr>,
+    /// `FLEX_USER_SITE_NAME`, for the pages' chrome.
+    pub site_name: std::sync::Arc<str>,
 }
 
 impl Visitor {
     pub fn chrome(&self) -> Chrome {
-        match &self.user {
+        let chrome = match &self.user {
             Some(user) => Chrome::signed_in(self.csrf_token.clone(), user.display_name()),
             None => Chrome::signed_out(self.csrf_token.clone()),
-        }
+        };
+        chrome.named(&self.site_name)
     }
 
     /// The client's IP as a log field: `ip=203.0.113.7`, or no field when unknown.
@@ -51,7 +54,8 @@ impl FromRequest for Visitor {
             let csrf_token = csrf::form_token(&req, &state);
             let user = session.user(&state.flows).await?;
             let ip = state.ip_limit.client_ip(&req);
-            Ok(Visitor { session, csrf_token, user, ip })
+            let site_name = state.settings.site_name.as_str().into();
+            Ok(Visitor { session, csrf_token, user, ip, site_name })
         })
     }
 }

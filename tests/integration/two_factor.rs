@@ -30,6 +30,7 @@ on_both_databases!(
     reset_through_an_unverified_email_drops_them,
     a_changed_secret_key_is_no_500,
     cli_reset_two_factor,
+    site_name_is_the_issuer_and_in_titles,
 );
 
 /// The text of the element with `id`.
@@ -38,7 +39,7 @@ fn element_text(body: &str, id: &str) -> String {
     let rest = &body[at..];
     let start = rest.find('>').unwrap() + 1;
     let end = rest[start..].find('<').unwrap();
-    rest[start..start + end].replace("&amp;", "&")
+    rest[start..start + end].replace("&amp;", "&").replace("&#38;", "&")
 }
 
 /// Every text of an element with class `recovery-code`.
@@ -503,4 +504,18 @@ fn cli_reset_two_factor(db: &TestDb) {
         cmd.arg("reset-two-factor").args(args);
         crate::cli::one_line_failure(&crate::cli::run(cmd, ""));
     }
+}
+
+fn site_name_is_the_issuer_and_in_titles(db: &TestDb) {
+    let app = spawn(db, &[("FLEX_USER_SITE_NAME", "Acme Login")]);
+    let page = Browser::new(&app).get("/sign-in");
+    assert!(page.body.contains("<title>Sign in · Acme Login</title>"), "{}", page.body);
+    let browser = alice(&app);
+    browser
+        .post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor/totp");
+    let page = browser.get("/account/two-factor/totp");
+    let uri = element_text(&page.body, "totp-uri");
+    assert!(uri.starts_with("otpauth://totp/Acme%20Login:alice?") && uri.ends_with("&issuer=Acme%20Login"), "{uri}");
+    assert!(page.body.contains("Add Acme Login to the app"));
 }
