@@ -153,6 +153,12 @@ pub struct Settings {
     /// How long the account's security events are kept (`FLEX_USER_ACTIVITY_DAYS`, 90 to 3650
     /// days; 365).
     pub activity_retention: Duration,
+    /// How long `remember` on the second sign-in step skips that step in this browser
+    /// (`FLEX_USER_TRUSTED_BROWSER_DAYS`, 30; `0` turns the checkbox off).
+    pub trusted_browser_days: u32,
+    /// The issuer in authenticator apps and the name in page titles and messages
+    /// (`FLEX_USER_SITE_NAME`, `flex-user`).
+    pub site_name: String,
 }
 
 /// True for `HOST:PORT` (the port a number; the host, a name or an address, is left to `bind`).
@@ -323,6 +329,12 @@ impl Settings {
         }
 
         let activity_retention = Duration::days(number("FLEX_USER_ACTIVITY_DAYS", 365, 90..=3650)? as i64);
+        let trusted_browser_days = number("FLEX_USER_TRUSTED_BROWSER_DAYS", 30, 0..=3650)? as u32;
+        let site_name = get("FLEX_USER_SITE_NAME").map(|n| n.trim().to_owned()).unwrap_or_else(|| "flex-user".into());
+        // the issuer is written before a colon in the otpauth label, and a title is one line
+        if site_name.chars().count() > 64 || site_name.contains(':') || site_name.chars().any(char::is_control) {
+            return Err(err("FLEX_USER_SITE_NAME", "at most 64 characters, no colon or control character"));
+        }
 
         Ok(Settings {
             database_url,
@@ -346,6 +358,8 @@ impl Settings {
             log_format,
             metrics_bind,
             activity_retention,
+            trusted_browser_days,
+            site_name,
         })
     }
 }
@@ -459,5 +473,18 @@ mod tests {
         assert!(!format!("{s:?}").contains("pass@"));
         let s = settings(&[("DATABASE_URL", "postgres://u:hunter2@localhost/db")]).unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn part_two_settings() {
+        let s = Settings::from_lookup(|_| None).unwrap();
+        assert_eq!((s.trusted_browser_days, s.site_name.as_str()), (30, "flex-user"));
+        let vars = [("FLEX_USER_TRUSTED_BROWSER_DAYS", "0"), ("FLEX_USER_SITE_NAME", " Acme ")];
+        let s = Settings::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
+        assert_eq!((s.trusted_browser_days, s.site_name.as_str()), (0, "Acme"));
+        for (var, value) in [("FLEX_USER_SITE_NAME", "a:b"), ("FLEX_USER_TRUSTED_BROWSER_DAYS", "x")] {
+            let e = Settings::from_lookup(|k| (k == var).then(|| value.to_string())).unwrap_err();
+            assert_eq!(e.var, var);
+        }
     }
 }

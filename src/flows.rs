@@ -32,6 +32,7 @@ pub use account_data::{
     Deletion, EXPORT_EVENTS, Export, ExportAddress, ExportEvent, ExportSession, ExportUser, RECENT_SIGN_IN,
 };
 pub use code_sign_in::{CodeSignIn, PendingSignIn};
+pub mod two_factor;
 
 /// A password reset in progress, as the asking session keeps it.
 ///
@@ -574,7 +575,8 @@ impl Flows {
 
     /// `POST /password-reset/new`: sets the password, marks the channel verified, ends every
     /// session of the user, and, if the channel was unverified before this reset completed,
-    /// removes the account's other email and phone (never proven by whoever holds this one).
+    /// removes the account's other email and phone and every second factor and recovery code
+    /// (never proven by whoever holds this one). Otherwise second factors stay.
     /// `Ok(false)`: the reset is not proven, or void (something it depends on changed, or it
     /// was already used); nothing changed.
     /// The reset (and a channel it verified or removed) is recorded in the activity, and the
@@ -605,7 +607,7 @@ impl Flows {
 
     /// Inside a transaction, after a reset or a code sign-in proved `target`'s channel, which was
     /// unverified before: removes what whoever held the account before that address was proven
-    /// set up, the account's other email or phone. The proven channel stays, so an identifier
+    /// set up, the account's other email or phone and every second factor. The proven channel stays, so an identifier
     /// always remains; so does the username (a name proves nothing and grants nothing).
     fn remove_unproven_in(
         &self,
@@ -628,7 +630,17 @@ impl Flows {
             activity::record(conn, target.user_id, Event::IdentifierRemoved(other.into()), ctx, now)?;
         }
         users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
-        // merge: the second factors (authenticator app, passkeys, recovery codes) go here too
+        // and so do second factors and recovery codes (which moves the factor version)
+        let (factors, _codes) = crate::accounts::factors::remove_all_in(conn, target.user_id)?;
+        if factors > 0 {
+            activity::record(
+                conn,
+                target.user_id,
+                Event::SecondFactorRemoved(activity::Factor::AuthenticatorApp),
+                ctx,
+                now,
+            )?;
+        }
         Ok(())
     }
 

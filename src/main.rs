@@ -33,6 +33,20 @@ enum Command {
     CreateUser(CreateArgs),
     /// Create a user with staff and superuser status
     CreateSuperuser(CreateArgs),
+    /// Remove every second factor and recovery code of one user (they sign in with the
+    /// password alone and can set them up again)
+    ResetTwoFactor(ResetTwoFactorArgs),
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ResetTwoFactorArgs {
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    phone: Option<String>,
 }
 
 #[derive(Args)]
@@ -100,7 +114,29 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::CreateUser(args) => create(settings, args, false),
         Command::CreateSuperuser(args) => create(settings, args, true),
+        Command::ResetTwoFactor(args) => reset_two_factor(settings, args),
     }
+}
+
+/// `flex-user reset-two-factor --username U | --email E | --phone P`.
+fn reset_two_factor(settings: Settings, args: ResetTwoFactorArgs) -> Result<(), String> {
+    use flex_user::domain::{Email, Identifier, Phone, Username};
+    let identifier = match (&args.username, &args.email, &args.phone) {
+        (Some(u), _, _) => Identifier::Username(Username::parse(u).map_err(|e| format!("username: {}", e.0))?),
+        (_, Some(e), _) => Identifier::Email(Email::parse(e).map_err(|e| format!("email: {}", e.0))?),
+        (_, _, Some(p)) => {
+            Identifier::Phone(Phone::parse(p, settings.default_region).map_err(|e| format!("phone: {}", e.0))?)
+        }
+        _ => return Err("give one of --username, --email, --phone".into()),
+    };
+    let pool = db::connect_for_command(&settings.database_url, 2).map_err(|e| e.to_string())?;
+    let accounts = Accounts::new(pool, &settings).map_err(|e| format!("{e:#}"))?;
+    let user = accounts.find_user(&identifier).map_err(|e| format!("{e:#}"))?.ok_or("no such user")?;
+    if !accounts.reset_two_factor(user.id).map_err(|e| format!("{e:#}"))? {
+        return Err("no such user".into());
+    }
+    println!("removed every second factor and recovery code of user {} ({})", user.id, user.display_name());
+    Ok(())
 }
 
 /// Logs of the one-shot commands: straight to stderr, so nothing is left unwritten at exit.

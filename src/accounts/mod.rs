@@ -6,6 +6,7 @@
 
 pub mod activity;
 pub mod browsers;
+pub mod factors;
 mod hash_pool;
 mod passwords;
 pub mod sessions;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
+pub use factors::{RecoveryCode, SecondFactorCheck, TotpSecret, TwoFactorStatus};
 pub use hash_pool::{Admission, Busy, Load as HashLoad};
 pub use passwords::Passwords;
 pub use throttle::Throttled;

@@ -579,7 +579,12 @@ pub(crate) fn update_identifiers_in(
 /// it is void.
 pub(crate) fn set_password_hash(conn: &mut AnyConnection, user_id: i64, hash: &str) -> QueryResult<usize> {
     diesel::update(users::table.find(user_id))
-        .set((users::password.eq(hash), users::credential_version.eq(users::credential_version + 1)))
+        .set((
+            users::password.eq(hash),
+            users::credential_version.eq(users::credential_version + 1),
+            // a new password voids every trusted browser (the factors themselves stay)
+            users::factor_version.eq(users::factor_version + 1),
+        ))
         .execute(conn)
 }
 
@@ -604,7 +609,12 @@ pub(crate) fn set_password_hash_if_version(
     let changed = diesel::update(
         users::table.find(user_id).filter(users::is_active.eq(true)).filter(users::credential_version.eq(version)),
     )
-    .set((users::password.eq(hash), users::credential_version.eq(users::credential_version + 1)))
+    .set((
+        users::password.eq(hash),
+        users::credential_version.eq(users::credential_version + 1),
+        // a new password voids every trusted browser (the factors themselves stay)
+        users::factor_version.eq(users::factor_version + 1),
+    ))
     .execute(conn)?;
     Ok(changed == 1)
 }

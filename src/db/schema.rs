@@ -16,6 +16,7 @@ diesel::table! {
         last_login -> Nullable<Timestamp>,
         credential_version -> Integer,
         username_skeleton -> Nullable<Text>,
+        factor_version -> Integer,
     }
 }
 
@@ -46,7 +47,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     ip_limits,
     activity,
     known_browsers,
-    notice_log
+    notice_log,
+    second_factors,
+    recovery_codes
 );
 
 diesel::table! {
@@ -127,6 +130,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    second_factors (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        data -> Text,
+        last_step -> BigInt,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     known_browsers (user_id, browser_hash) {
         user_id -> BigInt,
         browser_hash -> Text,
@@ -147,3 +163,15 @@ diesel::table! {
 diesel::joinable!(activity -> users (user_id));
 diesel::joinable!(known_browsers -> users (user_id));
 diesel::joinable!(notice_log -> users (user_id));
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(second_factors -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));

@@ -217,7 +217,7 @@ fn delete_user_in(conn: &mut AnyConnection, user_id: i64, throttle_keys: &[Strin
     diesel::delete(activity_table::table.filter(activity_table::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(known_browsers::table.filter(known_browsers::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(notice_log::table.filter(notice_log::user_id.eq(user_id))).execute(conn)?;
-    // merge: second factors, passkeys and recovery codes go here
+    crate::accounts::factors::remove_all_in(conn, user_id)?;
     let deleted = diesel::delete(users_table::table.find(user_id)).execute(conn)?;
     Ok(deleted == 1)
 }

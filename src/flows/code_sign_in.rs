@@ -80,8 +80,12 @@ impl Flows {
             CodeCheck::Wrong => {
                 if let Some(target) = &pending.target {
                     let now = self.now();
+                    // only while the sign-in still holds: the account may be gone (or changed)
                     self.transaction(|conn| {
-                        Ok::<_, anyhow::Error>(activity::record(conn, target.user_id, Event::SignInFailed, ctx, now)?)
+                        if self.target_holds(conn, target)? {
+                            activity::record(conn, target.user_id, Event::SignInFailed, ctx, now)?;
+                        }
+                        Ok::<_, anyhow::Error>(())
                     })?;
                 }
                 return Ok(CodeSignIn::Wrong);

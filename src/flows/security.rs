@@ -94,8 +94,8 @@ impl Flows {
         let now = self.now();
         self.transaction(|conn| {
             let ended = sessions::end_others(conn, user_id, keep)?;
-            // merge: users::bump_factor_version(conn, user_id)? here (wt-totp's
-            // `users.factor_version`): no browser of the account stays trusted for the second step.
+            // no browser of the account stays trusted for the second step
+            crate::accounts::factors::bump_factor_version(conn, user_id)?;
             activity::record(conn, user_id, Event::OtherSessionsEnded, ctx, now)?;
             Ok::<_, anyhow::Error>(ended)
         })

@@ -46,6 +46,8 @@ pub struct Cookies {
     pub csrf: &'static str,
     /// The long-lived browser id (`web::browser`).
     pub browser: &'static str,
+    /// The trusted-browser cookie of the second sign-in step (`remember`).
+    pub trusted: &'static str,
 }
 
 impl Cookies {
@@ -56,9 +58,16 @@ impl Cookies {
                 session: "__Host-flex_session",
                 csrf: "__Host-flex_csrf",
                 browser: "__Host-flex_browser",
+                trusted: "__Host-flex_trusted",
             }
         } else {
-            Cookies { secure: false, session: "flex_session", csrf: "flex_csrf", browser: "flex_browser" }
+            Cookies {
+                secure: false,
+                session: "flex_session",
+                csrf: "flex_csrf",
+                browser: "flex_browser",
+                trusted: "flex_trusted",
+            }
         }
     }
 }
@@ -126,6 +135,40 @@ pub(crate) fn signed_in_response(
         response.cookie(visitor.browser.cookie(&state.cookies, &state.settings.secret_key));
     }
     Ok(response.finish())
+}
+
+/// Every first factor (a password now; a code sign-in next) calls this once it is proven.
+///
+/// Without a second factor, or when this browser's trusted-browser cookie vouches for the account
+/// at its current factor version, it signs the visitor in ([`signed_in_response`]: a new session
+/// id, to `next` or `/account`). Otherwise it stores the half-signed-in state in the session (a
+/// new session id, no user: no page of the account opens) and answers 303 to
+/// `/sign-in/two-factor`, keeping `next`, for the second step (`pages::two_factor`).
+pub(crate) async fn finish_first_factor(
+    state: &AppState,
+    visitor: &Visitor,
+    req: &actix_web::HttpRequest,
+    user: crate::accounts::User,
+    next: &str,
+) -> Result<HttpResponse, AppError> {
+    use crate::flows::two_factor::FirstFactorDone;
+    let next = visitor::local_path(next).unwrap_or_default().to_owned();
+    let trusted = req.cookie(state.cookies.trusted).map(|c| c.value().to_owned());
+    let kept = next.clone();
+    match state.flow(move |flows| flows.after_first_factor(user, trusted.as_deref(), &kept)).await? {
+        FirstFactorDone::SignIn(user) => {
+            signed_in_response(state, visitor, user.id, if next.is_empty() { "/account" } else { &next })
+        }
+        FirstFactorDone::SecondStep(half) => {
+            visitor.session.set_half_sign_in(&half)?;
+            let location = if next.is_empty() {
+                "/sign-in/two-factor".to_owned()
+            } else {
+                format!("/sign-in/two-factor?next={}", visitor::url_encode(&next))
+            };
+            Ok(visitor::see_other(&location))
+        }
+    }
 }
 
 /// After sign-out or a reset: a fresh CSRF secret (the session is already purged), a redirect.
@@ -205,7 +248,7 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
 const BLOCKING_THREADS_PER_WORKER: usize = 8;
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    use pages::{account, activity, code, delete, home, reset, sessions, sign_in, sign_up, verify};
+    use pages::{account, activity, code, delete, home, reset, sessions, sign_in, sign_up, two_factor, verify};
     cfg.route("/", web::get().to(home))
         .route("/healthz", web::get().to(healthz))
         .route("/healthz", web::head().to(healthz))
@@ -237,6 +280,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/delete", web::get().to(delete::show))
         .route("/account/delete", web::post().to(delete::delete))
         .route("/account/export", web::get().to(delete::export));
+    two_factor::routes(cfg);
 }
 
 async fn not_found(visitor: Visitor) -> HttpResponse {

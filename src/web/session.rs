@@ -27,6 +27,7 @@ use crate::accounts::sessions::{self, SessionLifetime};
 use crate::clock::Clock;
 use crate::db::{AnyConnection, Pool};
 use crate::domain::{RequestContext, UserAgent};
+use crate::flows::two_factor::{FreshCodes, HalfSignIn, PendingTotp};
 use crate::flows::{Flows, PendingReset, PendingSignIn};
 
 use super::AppState;
@@ -168,6 +169,9 @@ const RESET: &str = "password_reset";
 const SIGNED_IN_AT: &str = "signed_in_at";
 const CODE_SIGN_IN: &str = "code_sign_in";
 const CODE_SIGN_IN_NEXT: &str = "code_sign_in_next";
+const HALF_SIGN_IN: &str = "half_sign_in";
+const TOTP_SETUP: &str = "totp_setup";
+const FRESH_CODES: &str = "fresh_recovery_codes";
 
 /// The typed view of this request's session: every read and write of session state goes
 /// through it, in handlers and middleware alike.
@@ -225,6 +229,9 @@ impl UserSession {
         self.0.renew();
         self.0.remove(RESET);
         self.clear_code_sign_in();
+        self.0.remove(HALF_SIGN_IN);
+        self.0.remove(TOTP_SETUP);
+        self.0.remove(FRESH_CODES);
         self.0.insert(USER_ID, user_id)?;
         self.0.insert(CSRF, csrf)?;
         self.0.insert(SIGNED_IN_AT, now)?;
@@ -293,5 +300,50 @@ impl UserSession {
     pub fn clear_code_sign_in(&self) {
         self.0.remove(CODE_SIGN_IN);
         self.0.remove(CODE_SIGN_IN_NEXT);
+    }
+
+    /// The proven first factor waiting for the second step (not a sign-in: no user id is set).
+    pub fn half_sign_in(&self) -> Option<HalfSignIn> {
+        self.0.get::<HalfSignIn>(HALF_SIGN_IN).ok().flatten()
+    }
+
+    /// Starts the second step: a new session id, no user, only the half sign-in.
+    pub fn set_half_sign_in(&self, half: &HalfSignIn) -> anyhow::Result<()> {
+        self.0.renew();
+        self.0.remove(RESET);
+        self.clear_code_sign_in();
+        self.0.insert(HALF_SIGN_IN, half)?;
+        Ok(())
+    }
+
+    pub fn clear_half_sign_in(&self) {
+        self.0.remove(HALF_SIGN_IN);
+    }
+
+    pub fn totp_setup(&self) -> Option<PendingTotp> {
+        self.0.get::<PendingTotp>(TOTP_SETUP).ok().flatten()
+    }
+
+    pub fn set_totp_setup(&self, pending: &PendingTotp) -> anyhow::Result<()> {
+        self.0.insert(TOTP_SETUP, pending)?;
+        Ok(())
+    }
+
+    pub fn clear_totp_setup(&self) {
+        self.0.remove(TOTP_SETUP);
+    }
+
+    /// Recovery codes just made, to show once: taking them removes them.
+    pub fn take_fresh_codes(&self) -> Option<FreshCodes> {
+        let fresh = self.0.get::<FreshCodes>(FRESH_CODES).ok().flatten();
+        if fresh.is_some() {
+            self.0.remove(FRESH_CODES);
+        }
+        fresh
+    }
+
+    pub fn set_fresh_codes(&self, fresh: &FreshCodes) -> anyhow::Result<()> {
+        self.0.insert(FRESH_CODES, fresh)?;
+        Ok(())
     }
 }

@@ -24,14 +24,17 @@ pub struct Visitor {
     pub browser: BrowserId,
     /// The request as security records keep it (IP address, User-Agent, browser).
     context: RequestContext,
+    /// `FLEX_USER_SITE_NAME`, for the pages' chrome.
+    pub site_name: std::sync::Arc<str>,
 }
 
 impl Visitor {
     pub fn chrome(&self) -> Chrome {
-        match &self.user {
+        let chrome = match &self.user {
             Some(user) => Chrome::signed_in(self.csrf_token.clone(), user.display_name()),
             None => Chrome::signed_out(self.csrf_token.clone()),
-        }
+        };
+        chrome.named(&self.site_name)
     }
 
     /// Where this request comes from, for the activity log, sessions and notices.
@@ -66,7 +69,8 @@ impl FromRequest for Visitor {
                 browser: Some(browser.key(&state.settings.secret_key)),
                 ..client_context(&req, &state)
             };
-            Ok(Visitor { session, csrf_token, user, ip: context.ip, browser, context })
+            let site_name = state.settings.site_name.as_str().into();
+            Ok(Visitor { session, csrf_token, user, ip: context.ip, browser, context, site_name })
         })
     }
 }
@@ -76,7 +80,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 }
 
 /// Percent-encodes a path for a query value, leaving `/` readable (`next=/account`).
-fn url_encode(text: &str) -> String {
+pub(crate) fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),

@@ -23,6 +23,8 @@ mod scale_out;
 mod security;
 mod sessions;
 mod shedding;
+mod two_factor;
+mod two_factor_browser;
 mod views;
 mod web;
 mod web_flows;

@@ -3,20 +3,19 @@
 //! same work, the same reason); what was asked, and where to go next, is kept in this session.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::reset::answer_no_sooner_than_the_floor;
 use super::too_many;
 use super::typed;
 use super::verify::wait_errors;
-use crate::accounts::User;
 use crate::flows::CodeSignIn;
 use crate::metrics::{self, Throttle};
 use crate::web::error::AppError;
 use crate::web::views::{CodeRequestView, CodeVerifyView, FormErrors, html};
 use crate::web::visitor::{Visitor, local_path, see_other};
-use crate::web::{AppState, signed_in_response};
+use crate::web::{AppState, finish_first_factor};
 
 const REQUEST: &str = "/sign-in/code";
 const VERIFY: &str = "/sign-in/code/verify";
@@ -96,6 +95,7 @@ pub async fn show_verify(visitor: Visitor) -> HttpResponse {
 pub async fn verify(
     state: web::Data<AppState>,
     visitor: Visitor,
+    req: HttpRequest,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     let Some((pending, next)) = visitor.session.code_sign_in() else { return Ok(see_other(REQUEST)) };
@@ -107,7 +107,8 @@ pub async fn verify(
     match checked {
         CodeSignIn::Proven(user) => {
             tracing::info!(event = "sign_in", method = "code", user_id = user.id, ip = visitor.log_ip(), "signed in");
-            finish_first_factor(&state, &visitor, &user, next.as_deref().unwrap_or("/account"))
+            // signed in, or on to the second step when the account has one
+            finish_first_factor(&state, &visitor, &req, user, next.as_deref().unwrap_or("/account")).await
         }
         CodeSignIn::Wrong => {
             let errors = FormErrors::default().with_field("code", "That code is wrong or has expired.");
@@ -120,13 +121,4 @@ pub async fn verify(
             Ok(too_many(html(StatusCode::TOO_MANY_REQUESTS, &view), secs))
         }
     }
-}
-
-/// The one place where this flow's proven first factor (a right sign-in code) becomes a
-/// signed-in session, with a new session id, landing on `next`.
-///
-/// The second factor step goes here at merge: an account with a second factor goes on to
-/// `/sign-in/two-factor` instead.
-fn finish_first_factor(state: &AppState, visitor: &Visitor, user: &User, next: &str) -> Result<HttpResponse, AppError> {
-    signed_in_response(state, visitor, user.id, next)
 }

@@ -9,6 +9,7 @@ pub mod reset;
 pub mod sessions;
 pub mod sign_in;
 pub mod sign_up;
+pub mod two_factor;
 pub mod verify;
 
 use actix_web::HttpResponse;

@@ -1,7 +1,7 @@
 //! `GET/POST /sign-in` and `POST /sign-out`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{seconds, too_many, typed};
@@ -10,7 +10,7 @@ use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, SignInView, html};
 use crate::web::visitor::{Visitor, local_path};
-use crate::web::{AppState, signed_in_response, signed_out_response};
+use crate::web::{AppState, finish_first_factor, signed_out_response};
 
 /// One message for every failure, so nothing tells which accounts exist.
 const NO_MATCH: &str = "That username, email or phone number and password do not match an account.";
@@ -42,6 +42,7 @@ pub async fn show(visitor: Visitor, query: web::Query<SignInQuery>) -> HttpRespo
 pub async fn submit(
     state: web::Data<AppState>,
     visitor: Visitor,
+    req: HttpRequest,
     form: web::Form<SignInForm>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
@@ -77,8 +78,8 @@ pub async fn submit(
         }
         SignIn::SignedIn(user) => {
             metrics::sign_in(SignInResult::SignedIn);
-            tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), "signed in");
-            signed_in_response(&state, &visitor, user.id, local_path(&next).unwrap_or("/account"))
+            tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), "password proven");
+            finish_first_factor(&state, &visitor, &req, user, &next).await
         }
     }
 }

@@ -17,6 +17,11 @@ use askama::Template;
 /// The header and forms of every page reach the chrome through this.
 trait Page {
     fn page_chrome(&self) -> Option<&Chrome>;
+
+    /// The site's name for the title and header (the default on pages without chrome).
+    fn site_name(&self) -> &str {
+        self.page_chrome().map_or(DEFAULT_SITE_NAME, |c| c.site_name.as_str())
+    }
 }
 
 /// `impl Page` for views whose `chrome` field is always there.
@@ -39,6 +44,7 @@ mod reset;
 mod sessions;
 mod sign_in;
 mod sign_up;
+mod two_factor;
 mod verify;
 
 pub use account::{AccountView, AddressView};
@@ -50,6 +56,7 @@ pub use reset::{ResetNewView, ResetRequestView, ResetVerifyView};
 pub use sessions::{ActivityView, EventRow, SessionRow, SessionsView, When};
 pub use sign_in::SignInView;
 pub use sign_up::SignUpView;
+pub use two_factor::{RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, qr_svg};
 pub use verify::VerifyView;
 
 /// What every page needs for its header and forms.
@@ -59,15 +66,30 @@ pub struct Chrome {
     pub csrf_token: String,
     /// The signed-in user's display name (username, else email, else phone); `None` when signed out.
     pub signed_in_as: Option<String>,
+    /// `FLEX_USER_SITE_NAME`, in the title and header of every page.
+    pub site_name: String,
 }
+
+/// The site's name when the settings give none.
+pub const DEFAULT_SITE_NAME: &str = "flex-user";
 
 impl Chrome {
     pub fn signed_out(csrf_token: impl Into<String>) -> Self {
-        Chrome { csrf_token: csrf_token.into(), signed_in_as: None }
+        Chrome { csrf_token: csrf_token.into(), signed_in_as: None, site_name: DEFAULT_SITE_NAME.into() }
     }
 
     pub fn signed_in(csrf_token: impl Into<String>, display_name: impl Into<String>) -> Self {
-        Chrome { csrf_token: csrf_token.into(), signed_in_as: Some(display_name.into()) }
+        Chrome {
+            csrf_token: csrf_token.into(),
+            signed_in_as: Some(display_name.into()),
+            site_name: DEFAULT_SITE_NAME.into(),
+        }
+    }
+
+    /// The same chrome under the site's own name.
+    pub fn named(mut self, site_name: &str) -> Self {
+        self.site_name = site_name.to_owned();
+        self
     }
 
     /// The display name when signed in.

@@ -292,8 +292,83 @@ pub fn pages() -> Vec<(String, String)> {
     more.push(("error_429_long", ErrorView::too_many_requests(Some(out()), 3600).render().unwrap()));
     more.push(("error_500", ErrorView::internal(None).render().unwrap()));
     more.push(("error_500_in", ErrorView::internal(Some(long())).render().unwrap()));
+    more.extend(two_factor_pages());
     pages.extend(more.into_iter().map(|(n, h)| (n.to_string(), h)));
     pages
+}
+
+/// The second-factor pages: the overview off, on, re-shown and with an unusable app; the setup
+/// page with its QR code; recovery codes shown once; the second sign-in step.
+fn two_factor_pages() -> Vec<(&'static str, String)> {
+    use flex_user::web::views::{RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, qr_svg};
+    let overview = |totp_on: bool| TwoFactorView {
+        chrome: signed_in(),
+        totp_on,
+        totp_usable: true,
+        recovery_left: if totp_on { 9 } else { 0 },
+        has_usable_password: true,
+        totp_errors: FormErrors::default(),
+        recovery_errors: FormErrors::default(),
+        notice: None,
+    };
+    let mut errors = overview(true);
+    errors.totp_usable = false;
+    errors.totp_errors.field("current_password", "That is not your current password.");
+    errors.recovery_errors.field("current_password", "Enter your current password.");
+    let mut off_errors = overview(false);
+    off_errors.totp_errors.field("current_password", "That is not your current password.");
+    off_errors.has_usable_password = false;
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let uri = format!("otpauth://totp/flex-user:{LONG_EMAIL}?secret={secret}&issuer=flex-user");
+    let setup = |errors: FormErrors| TotpSetupView {
+        chrome: Chrome::signed_in(TOKEN, LONG_EMAIL),
+        site_name: "flex-user".into(),
+        secret: secret.into(),
+        qr_svg: qr_svg(&uri).unwrap(),
+        uri: uri.clone(),
+        errors,
+    };
+    let codes: Vec<String> = ["k7pq2-xm4rt", "a1b2c-d3e4f", "zz9yx-0w8vt", "mnpq3-r4stv", "0h5jk-m6npq"]
+        .iter()
+        .chain(["q7rst-v8wxy", "z9012-34567", "89abc-defgh", "jkmnp-qrstv", "wxyz0-12345"].iter())
+        .map(|c| c.to_string())
+        .collect();
+    let second = |errors: FormErrors, remember_days: u32| SecondStepView {
+        chrome: out(),
+        next: "/account".into(),
+        remember_days,
+        errors,
+    };
+    vec![
+        ("two_factor_off", overview(false).render().unwrap()),
+        ("two_factor_on", overview(true).render().unwrap()),
+        ("two_factor_errors", errors.render().unwrap()),
+        ("two_factor_off_errors", off_errors.render().unwrap()),
+        ("two_factor_totp", setup(FormErrors::default()).render().unwrap()),
+        (
+            "two_factor_totp_wrong",
+            setup(FormErrors::default().with_field("code", "That code is not right.")).render().unwrap(),
+        ),
+        (
+            "two_factor_recovery_new",
+            RecoveryCodesView { chrome: signed_in(), codes, left: 10, totp_on: true }.render().unwrap(),
+        ),
+        (
+            "two_factor_recovery_count",
+            RecoveryCodesView { chrome: signed_in(), codes: Vec::new(), left: 1, totp_on: true }.render().unwrap(),
+        ),
+        ("sign_in_two_factor", second(FormErrors::default(), 30).render().unwrap()),
+        (
+            "sign_in_two_factor_wrong",
+            second(FormErrors::default().with_field("code", "That code is not right."), 0).render().unwrap(),
+        ),
+        (
+            "sign_in_two_factor_throttled",
+            second(FormErrors::default().with_general("Too many wrong codes. Try again in 8 seconds."), 1)
+                .render()
+                .unwrap(),
+        ),
+    ]
 }
 
 /// Writes [`pages`] to `dir` as `NAME.html`, with the stylesheet (the one the server sends) in

@@ -1,0 +1,314 @@
+//! Second factors in the web's use cases: the half-signed-in state between a proven first factor
+//! and the second step, the pending authenticator setup, the trusted browser, and the forms that
+//! change factors. Blocking, like the rest of `flows`; those that check a password go through
+//! the web layer's hashing limit.
+//!
+//! What each pending state depends on, and where it is checked:
+//! - [`HalfSignIn`] (5 minutes): the user id, the credential version (password and identifiers),
+//!   the factor version, the account being active. Void when any moved ([`Flows::half_sign_in_user`]).
+//! - [`PendingTotp`] (10 minutes): the user id and the factor version at setup time, the secret
+//!   sealed (a copy of the sessions table does not give it). Void when either moved.
+//! - The trusted-browser cookie `USER.FACTOR_VERSION.EXPIRY.MAC` (MAC under a key derived from the
+//!   secret key, compared in constant time): void once the factor version moves (password change
+//!   or reset, a factor added or removed, "end other sessions").
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Flows, Form};
+use crate::accounts::factors::{self, FactorKeys, RecoveryCode, SecondFactorCheck, TotpSecret, TwoFactorStatus};
+use crate::accounts::users::{self, Field, FieldErrors};
+use crate::accounts::{Throttled, User};
+
+/// How long the second step waits after the first factor.
+pub const HALF_SIGN_IN_TTL: Duration = Duration::minutes(5);
+/// How long a new authenticator secret waits for its confirming code.
+pub const TOTP_SETUP_TTL: Duration = Duration::minutes(10);
+/// An account without a usable password changes factors only this soon after signing in.
+pub const RECENT_SIGN_IN: Duration = Duration::minutes(10);
+
+/// A proven first factor waiting for the second: not a session of the user (no page of the
+/// account opens), only the right to try the second step for this account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HalfSignIn {
+    user_id: i64,
+    credential_version: i32,
+    factor_version: i32,
+    at: DateTime<Utc>,
+    /// Where to go after the second step (a local path, or empty for the default).
+    pub next: String,
+}
+
+/// A new authenticator secret waiting for its first code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTotp {
+    user_id: i64,
+    factor_version: i32,
+    at: DateTime<Utc>,
+    sealed: String,
+}
+
+/// Recovery codes just made, kept sealed in the session until the page shows them once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreshCodes {
+    user_id: i64,
+    sealed: String,
+}
+
+/// What a proven first factor leads to.
+#[derive(Debug)]
+pub enum FirstFactorDone {
+    /// No second factor, or this browser is trusted for it: sign in.
+    SignIn(User),
+    /// Ask for the second factor.
+    SecondStep(HalfSignIn),
+}
+
+/// What the second step came to.
+#[derive(Debug)]
+pub enum SecondStep {
+    /// Signed in; `recovery_left` when a recovery code was used up.
+    SignedIn {
+        user: User,
+        recovery_left: Option<i64>,
+    },
+    Wrong,
+    Throttled(Throttled),
+    /// The half sign-in is void (expired, or something it depends on changed).
+    Void,
+}
+
+/// What confirming the authenticator came to.
+#[derive(Debug)]
+pub enum TotpConfirm {
+    /// On; the new recovery codes when this was the first second factor.
+    On(Vec<RecoveryCode>),
+    Wrong,
+    /// The setup is void (expired, another user, factors changed meanwhile).
+    Void,
+}
+
+impl Flows {
+    fn factor_keys(&self) -> FactorKeys {
+        FactorKeys::new(&self.secret)
+    }
+
+    /// After any first factor is proven (a password now; a code sign-in next): sign in, unless the
+    /// account has a second factor and `trusted` (the trusted-browser cookie, if any) does not
+    /// vouch for this account at its current factor version.
+    pub fn after_first_factor(&self, user: User, trusted: Option<&str>, next: &str) -> anyhow::Result<FirstFactorDone> {
+        let mut conn = self.accounts.conn()?;
+        if !factors::has_second_factor(&mut conn, user.id)? {
+            return Ok(FirstFactorDone::SignIn(user));
+        }
+        let (Some(credential_version), Some(factor_version)) =
+            (users::credential_version(&mut conn, user.id)?, factors::factor_version(&mut conn, user.id)?)
+        else {
+            // deactivated meanwhile: the second step will find it void
+            return Ok(FirstFactorDone::SecondStep(HalfSignIn {
+                user_id: user.id,
+                credential_version: -1,
+                factor_version: -1,
+                at: self.now(),
+                next: next.to_owned(),
+            }));
+        };
+        if trusted.is_some_and(|cookie| self.trusts(cookie, user.id, factor_version)) {
+            return Ok(FirstFactorDone::SignIn(user));
+        }
+        Ok(FirstFactorDone::SecondStep(HalfSignIn {
+            user_id: user.id,
+            credential_version,
+            factor_version,
+            at: self.now(),
+            next: next.to_owned(),
+        }))
+    }
+
+    /// The user of `half` while it holds: within 5 minutes, the account active, and neither its
+    /// credentials nor its factors changed since the first factor.
+    pub fn half_sign_in_user(&self, half: &HalfSignIn) -> anyhow::Result<Option<User>> {
+        let now = self.now();
+        if now >= half.at + HALF_SIGN_IN_TTL || now < half.at - Duration::minutes(1) {
+            return Ok(None);
+        }
+        let mut conn = self.accounts.conn()?;
+        if users::credential_version(&mut conn, half.user_id)? != Some(half.credential_version)
+            || factors::factor_version(&mut conn, half.user_id)? != Some(half.factor_version)
+        {
+            return Ok(None);
+        }
+        Ok(users::get(&mut conn, half.user_id)?.filter(|u| u.is_active))
+    }
+
+    /// `POST /sign-in/two-factor`: an authenticator code or an unused recovery code.
+    pub fn second_step(&self, half: &HalfSignIn, code: &str) -> anyhow::Result<SecondStep> {
+        let Some(user) = self.half_sign_in_user(half)? else { return Ok(SecondStep::Void) };
+        Ok(match self.accounts.verify_second_factor(user.id, code)? {
+            SecondFactorCheck::Throttled(throttled) => SecondStep::Throttled(throttled),
+            SecondFactorCheck::Wrong => SecondStep::Wrong,
+            check => {
+                // a factor used is the sign-in's last step
+                users::record_login(&mut *self.accounts.conn()?, user.id, self.now())?;
+                let recovery_left = match check {
+                    SecondFactorCheck::RecoveryCode { left } => Some(left),
+                    _ => None,
+                };
+                SecondStep::SignedIn { user, recovery_left }
+            }
+        })
+    }
+
+    /// The trusted-browser cookie's value for the account at its current factor version, good
+    /// for `days`; `None` when the account is gone.
+    pub fn trusted_cookie(&self, user_id: i64, days: u32) -> anyhow::Result<Option<String>> {
+        let Some(version) = factors::factor_version(&mut *self.accounts.conn()?, user_id)? else { return Ok(None) };
+        let expiry = (self.now() + Duration::days(i64::from(days))).timestamp();
+        let text = format!("{user_id}.{version}.{expiry}");
+        Ok(Some(format!("{text}.{}", self.factor_keys().trusted_mac(&text))))
+    }
+
+    /// True when `cookie` names `user_id` at `factor_version`, has not expired, and its MAC holds.
+    fn trusts(&self, cookie: &str, user_id: i64, factor_version: i32) -> bool {
+        let Some((text, mac)) = cookie.rsplit_once('.') else { return false };
+        if !FactorKeys::same_mac(mac, &self.factor_keys().trusted_mac(text)) {
+            return false;
+        }
+        let mut parts = text.split('.');
+        let (Some(user), Some(version), Some(expiry), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        user.parse() == Ok(user_id)
+            && version.parse() == Ok(factor_version)
+            && expiry.parse::<i64>().is_ok_and(|e| self.now().timestamp() < e)
+    }
+
+    pub fn two_factor_status(&self, user_id: i64) -> anyhow::Result<TwoFactorStatus> {
+        self.accounts.two_factor_status(user_id)
+    }
+
+    /// The rule for changing factors: the right `current_password` when the account has a usable
+    /// password (argon2: call through the hashing limit), else a sign-in within 10 minutes.
+    fn confirm_identity(&self, user: &User, current_password: &str) -> anyhow::Result<Option<FieldErrors>> {
+        let message = if user.has_usable_password() {
+            if current_password.is_empty() {
+                Some("Enter your current password.")
+            } else if !self.passwords().verify(&user.password.0, current_password)? {
+                Some("That is not your current password.")
+            } else {
+                None
+            }
+        } else if user.last_login.is_some_and(|at| self.now() < at + RECENT_SIGN_IN) {
+            None
+        } else {
+            Some("Sign out and in again, then change your second factors within 10 minutes.")
+        };
+        Ok(message.map(|m| {
+            let mut errors = FieldErrors::default();
+            errors.add(Some(Field::CurrentPassword), m);
+            errors
+        }))
+    }
+
+    /// `POST /account/two-factor/totp/setup`: a new secret, pending for 10 minutes.
+    pub fn start_totp_setup(&self, user: &User, current_password: &str) -> anyhow::Result<Form<PendingTotp>> {
+        if let Some(errors) = self.confirm_identity(user, current_password)? {
+            return Ok(Form::Invalid(errors));
+        }
+        let mut conn = self.accounts.conn()?;
+        if factors::totp_factor(&mut conn, user.id)?.is_some() {
+            let mut errors = FieldErrors::default();
+            errors.add(None, "An authenticator app is already on. Turn it off first to set up another.");
+            return Ok(Form::Invalid(errors));
+        }
+        let Some(factor_version) = factors::factor_version(&mut conn, user.id)? else { return Ok(Form::NoUser) };
+        let secret = TotpSecret::random();
+        let sealed = self.factor_keys().seal(secret.expose(), &setup_context(user.id));
+        Ok(Form::Done(PendingTotp { user_id: user.id, factor_version, at: self.now(), sealed }))
+    }
+
+    /// The pending secret while the setup holds (for the user who began it, within 10 minutes,
+    /// factors unchanged).
+    pub fn pending_totp_secret(&self, user: &User, pending: &PendingTotp) -> anyhow::Result<Option<TotpSecret>> {
+        let now = self.now();
+        if pending.user_id != user.id || now >= pending.at + TOTP_SETUP_TTL {
+            return Ok(None);
+        }
+        if factors::factor_version(&mut *self.accounts.conn()?, user.id)? != Some(pending.factor_version) {
+            return Ok(None);
+        }
+        Ok(self.factor_keys().open(&pending.sealed, &setup_context(user.id)).map(TotpSecret::from_bytes))
+    }
+
+    /// `POST /account/two-factor/totp`: turns the app on when `code` is right.
+    pub fn confirm_totp(&self, user: &User, pending: &PendingTotp, code: &str) -> anyhow::Result<TotpConfirm> {
+        let Some(secret) = self.pending_totp_secret(user, pending)? else { return Ok(TotpConfirm::Void) };
+        if secret.check(code, self.now()).is_none() {
+            return Ok(TotpConfirm::Wrong);
+        }
+        Ok(match self.accounts.enable_totp_at_version(user.id, pending.factor_version, &secret, code)? {
+            Some(codes) => {
+                tracing::info!(event = "second_factor_added", user_id = user.id, kind = "totp", "authenticator app on");
+                TotpConfirm::On(codes)
+            }
+            None => TotpConfirm::Void,
+        })
+    }
+
+    /// `POST /account/two-factor/totp/disable`.
+    pub fn disable_totp(&self, user: &User, current_password: &str) -> anyhow::Result<Form<bool>> {
+        if let Some(errors) = self.confirm_identity(user, current_password)? {
+            return Ok(Form::Invalid(errors));
+        }
+        let off = self.accounts.disable_totp(user.id)?;
+        if off {
+            tracing::info!(event = "second_factor_removed", user_id = user.id, kind = "totp", "authenticator app off");
+        }
+        Ok(Form::Done(off))
+    }
+
+    /// `POST /account/two-factor/recovery-codes`: a new set; the old one is void.
+    pub fn new_recovery_codes(&self, user: &User, current_password: &str) -> anyhow::Result<Form<Vec<RecoveryCode>>> {
+        if let Some(errors) = self.confirm_identity(user, current_password)? {
+            return Ok(Form::Invalid(errors));
+        }
+        match self.accounts.recovery_codes(user.id)? {
+            Some(codes) => {
+                tracing::info!(event = "recovery_codes_new", user_id = user.id, "new recovery codes");
+                Ok(Form::Done(codes))
+            }
+            None => {
+                let mut errors = FieldErrors::default();
+                errors.add(None, "Recovery codes come with a second factor: set up an authenticator app first.");
+                Ok(Form::Invalid(errors))
+            }
+        }
+    }
+
+    /// New codes sealed for the session that shows them once.
+    pub fn seal_fresh_codes(&self, user_id: i64, codes: &[RecoveryCode]) -> FreshCodes {
+        let text = codes.iter().map(RecoveryCode::as_str).collect::<Vec<_>>().join(" ");
+        FreshCodes { user_id, sealed: self.factor_keys().seal(text.as_bytes(), &fresh_context(user_id)) }
+    }
+
+    /// The codes of `fresh` for `user_id` (none for another user or when they do not open).
+    pub fn open_fresh_codes(&self, user_id: i64, fresh: &FreshCodes) -> Vec<String> {
+        if fresh.user_id != user_id {
+            return Vec::new();
+        }
+        self.factor_keys()
+            .open(&fresh.sealed, &fresh_context(user_id))
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|t| t.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn setup_context(user_id: i64) -> String {
+    format!("totp-setup:{user_id}")
+}
+
+fn fresh_context(user_id: i64) -> String {
+    format!("recovery-codes:{user_id}")
+}

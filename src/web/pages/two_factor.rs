@@ -1,0 +1,318 @@
+//! `/account/two-factor…` (set up the authenticator app, recovery codes, turn it off) and the
+//! second sign-in step, `/sign-in/two-factor`.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{form_errors, seconds, too_many, typed};
+use crate::accounts::User;
+use crate::flows::Form;
+use crate::flows::two_factor::{SecondStep, TotpConfirm};
+use crate::metrics::{self, SignInResult};
+use crate::web::error::AppError;
+use crate::web::views::{FormErrors, RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, html, qr_svg};
+use crate::web::visitor::{Visitor, local_path, see_other};
+use crate::web::{AppState, signed_in_response};
+
+const OVERVIEW: &str = "/account/two-factor";
+const TOTP: &str = "/account/two-factor/totp";
+const RECOVERY: &str = "/account/two-factor/recovery-codes";
+const SECOND_STEP: &str = "/sign-in/two-factor";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(OVERVIEW, web::get().to(overview))
+        .route("/account/two-factor/totp/setup", web::post().to(start_setup))
+        .route(TOTP, web::get().to(show_setup))
+        .route(TOTP, web::post().to(confirm_setup))
+        .route("/account/two-factor/totp/disable", web::post().to(disable))
+        .route(RECOVERY, web::get().to(show_recovery))
+        .route(RECOVERY, web::post().to(new_recovery))
+        .route(SECOND_STEP, web::get().to(show_second_step))
+        .route(SECOND_STEP, web::post().to(second_step));
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    current_password: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    code: Option<String>,
+    remember: Option<String>,
+}
+
+/// Which form of the overview a message belongs to.
+enum Section {
+    Totp,
+    Recovery,
+}
+
+async fn overview_page(
+    state: &AppState,
+    visitor: &Visitor,
+    user: &User,
+    status: StatusCode,
+    errors: Option<(Section, FormErrors)>,
+    notice: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = user.id;
+    let factors = state.flow(move |flows| flows.two_factor_status(user_id)).await?;
+    let (mut totp_errors, mut recovery_errors) = (FormErrors::default(), FormErrors::default());
+    match errors {
+        Some((Section::Totp, e)) => totp_errors = e,
+        Some((Section::Recovery, e)) => recovery_errors = e,
+        None => {}
+    }
+    let view = TwoFactorView {
+        chrome: visitor.chrome(),
+        totp_on: factors.totp,
+        totp_usable: factors.totp_usable,
+        recovery_left: factors.recovery_codes_left,
+        has_usable_password: user.has_usable_password(),
+        totp_errors,
+        recovery_errors,
+        notice,
+    };
+    Ok(html(status, &view))
+}
+
+pub async fn overview(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(OVERVIEW)?;
+    overview_page(&state, &visitor, user, StatusCode::OK, None, None).await
+}
+
+pub async fn start_setup(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(OVERVIEW)?.clone();
+    let password = typed(&form.current_password);
+    let checked = user.clone();
+    match state.hashing(move |flows| flows.start_totp_setup(&checked, &password)).await? {
+        Form::Done(pending) => {
+            visitor.session.set_totp_setup(&pending)?;
+            Ok(see_other(TOTP))
+        }
+        Form::Invalid(errors) => {
+            let errors = Some((Section::Totp, form_errors(&errors)));
+            overview_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
+        }
+        Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
+    }
+}
+
+/// The setup page for the pending secret, or `None` when nothing is pending (or it is void).
+async fn setup_page(
+    state: &AppState,
+    visitor: &Visitor,
+    user: &User,
+    status: StatusCode,
+    errors: FormErrors,
+) -> Result<Option<HttpResponse>, AppError> {
+    let Some(pending) = visitor.session.totp_setup() else { return Ok(None) };
+    let checked = user.clone();
+    let Some(secret) = state.flow(move |flows| flows.pending_totp_secret(&checked, &pending)).await? else {
+        visitor.session.clear_totp_setup();
+        return Ok(None);
+    };
+    let site_name = state.settings.site_name.clone();
+    let uri = secret.uri(&site_name, user.display_name())?;
+    let view = TotpSetupView {
+        chrome: visitor.chrome(),
+        site_name,
+        secret: secret.base32(),
+        qr_svg: qr_svg(&uri)?,
+        uri,
+        errors,
+    };
+    Ok(Some(html(status, &view)))
+}
+
+pub async fn show_setup(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(TOTP)?;
+    Ok(setup_page(&state, &visitor, user, StatusCode::OK, FormErrors::default())
+        .await?
+        .unwrap_or_else(|| see_other(OVERVIEW)))
+}
+
+pub async fn confirm_setup(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(TOTP)?.clone();
+    let Some(pending) = visitor.session.totp_setup() else { return Ok(see_other(OVERVIEW)) };
+    let code = typed(&form.code);
+    let checked = user.clone();
+    match state.flow(move |flows| flows.confirm_totp(&checked, &pending, &code)).await? {
+        TotpConfirm::On(codes) => {
+            visitor.session.clear_totp_setup();
+            let fresh = state.flows.seal_fresh_codes(user.id, &codes);
+            if !codes.is_empty() {
+                visitor.session.set_fresh_codes(&fresh)?;
+            }
+            Ok(see_other(RECOVERY))
+        }
+        TotpConfirm::Wrong => {
+            let errors = FormErrors::default()
+                .with_field("code", "That code is not right. Enter the code your app shows now, after adding the key.");
+            let page = setup_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors).await?;
+            Ok(page.unwrap_or_else(|| see_other(OVERVIEW)))
+        }
+        TotpConfirm::Void => {
+            visitor.session.clear_totp_setup();
+            Ok(see_other(OVERVIEW))
+        }
+    }
+}
+
+pub async fn disable(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(OVERVIEW)?.clone();
+    let password = typed(&form.current_password);
+    let checked = user.clone();
+    match state.hashing(move |flows| flows.disable_totp(&checked, &password)).await? {
+        Form::Done(_) => Ok(see_other(OVERVIEW)),
+        Form::Invalid(errors) => {
+            let errors = Some((Section::Totp, form_errors(&errors)));
+            overview_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
+        }
+        Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
+    }
+}
+
+pub async fn show_recovery(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(RECOVERY)?;
+    let codes =
+        visitor.session.take_fresh_codes().map(|f| state.flows.open_fresh_codes(user.id, &f)).unwrap_or_default();
+    let user_id = user.id;
+    let factors = state.flow(move |flows| flows.two_factor_status(user_id)).await?;
+    let view =
+        RecoveryCodesView { chrome: visitor.chrome(), codes, left: factors.recovery_codes_left, totp_on: factors.totp };
+    Ok(html(StatusCode::OK, &view))
+}
+
+pub async fn new_recovery(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(OVERVIEW)?.clone();
+    let password = typed(&form.current_password);
+    let checked = user.clone();
+    match state.hashing(move |flows| flows.new_recovery_codes(&checked, &password)).await? {
+        Form::Done(codes) => {
+            visitor.session.set_fresh_codes(&state.flows.seal_fresh_codes(user.id, &codes))?;
+            Ok(see_other(RECOVERY))
+        }
+        Form::Invalid(errors) => {
+            let errors = Some((Section::Recovery, form_errors(&errors)));
+            overview_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
+        }
+        Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
+    }
+}
+
+fn second_step_view(state: &AppState, visitor: &Visitor, next: &str, errors: FormErrors) -> SecondStepView {
+    SecondStepView {
+        chrome: visitor.chrome(),
+        next: local_path(next).unwrap_or_default().to_owned(),
+        remember_days: state.settings.trusted_browser_days,
+        errors,
+    }
+}
+
+/// The half sign-in of this session while it holds; otherwise it is dropped and the visitor
+/// goes back to `/sign-in`.
+async fn holding_half(state: &AppState, visitor: &Visitor) -> Result<crate::flows::two_factor::HalfSignIn, AppError> {
+    let Some(half) = visitor.session.half_sign_in() else { return Err(AppError::Redirect("/sign-in".into())) };
+    let checked = half.clone();
+    if state.flow(move |flows| flows.half_sign_in_user(&checked)).await?.is_none() {
+        visitor.session.clear_half_sign_in();
+        return Err(AppError::Redirect("/sign-in".into()));
+    }
+    Ok(half)
+}
+
+pub async fn show_second_step(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    let half = holding_half(&state, &visitor).await?;
+    Ok(html(StatusCode::OK, &second_step_view(&state, &visitor, &half.next, FormErrors::default())))
+}
+
+pub async fn second_step(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    let half = holding_half(&state, &visitor).await?;
+    let code = typed(&form.code);
+    let remember = form.remember.as_deref() == Some("on") && state.settings.trusted_browser_days > 0;
+    let checked = half.clone();
+    match state.flow(move |flows| flows.second_step(&checked, &code)).await? {
+        SecondStep::Void => {
+            visitor.session.clear_half_sign_in();
+            Ok(see_other("/sign-in"))
+        }
+        SecondStep::Throttled(throttled) => {
+            let secs = throttled.retry_after_secs(state.flows.accounts.now());
+            metrics::sign_in(SignInResult::Throttled);
+            tracing::info!(
+                event = "second_step_throttled",
+                ip = visitor.log_ip(),
+                retry_after = secs,
+                "second step throttled"
+            );
+            let errors =
+                FormErrors::default().with_general(format!("Too many wrong codes. Try again in {}.", seconds(secs)));
+            let page = html(StatusCode::TOO_MANY_REQUESTS, &second_step_view(&state, &visitor, &half.next, errors));
+            Ok(too_many(page, secs))
+        }
+        SecondStep::Wrong => {
+            metrics::sign_in(SignInResult::Wrong);
+            tracing::info!(event = "second_step_failed", ip = visitor.log_ip(), "second step failed");
+            let errors = FormErrors::default().with_field(
+                "code",
+                "That code is not right. Enter the code your app shows now, or an unused recovery code.",
+            );
+            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &second_step_view(&state, &visitor, &half.next, errors)))
+        }
+        SecondStep::SignedIn { user, recovery_left } => {
+            metrics::sign_in(SignInResult::SignedIn);
+            tracing::info!(
+                event = "sign_in",
+                user_id = user.id,
+                ip = visitor.log_ip(),
+                recovery_left,
+                "signed in with a second factor"
+            );
+            let location = local_path(&half.next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
+            let mut response = signed_in_response(&state, &visitor, user.id, &location)?;
+            if remember {
+                let days = state.settings.trusted_browser_days;
+                let user_id = user.id;
+                if let Some(value) = state.flow(move |flows| flows.trusted_cookie(user_id, days)).await? {
+                    let cookie = Cookie::build(state.cookies.trusted, value)
+                        .path("/")
+                        .http_only(true)
+                        .secure(state.cookies.secure)
+                        .same_site(SameSite::Lax)
+                        .max_age(CookieDuration::days(i64::from(days)))
+                        .finish();
+                    response
+                        .add_cookie(&cookie)
+                        .map_err(|e| AppError::Unexpected(anyhow::Error::new(e).context("trusted-browser cookie")))?;
+                }
+            }
+            Ok(response)
+        }
+    }
+}
