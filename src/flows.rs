@@ -3,6 +3,7 @@
 //! that hash passwords go through the web layer's hashing limit.
 
 mod account_data;
+mod api;
 mod code_sign_in;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::domain::{Email, Identifier};
 use crate::secret::SecretKey;
 
 pub use account_data::{Deletion, Export, ExportAddress, ExportSession, ExportUser, RECENT_SIGN_IN};
+pub use api::{ApiFlow, FlowKind, SecondStep, Token};
 pub use code_sign_in::{CodeSignIn, PendingSignIn};
 
 /// A password reset in progress, as the asking session keeps it.
@@ -572,7 +574,8 @@ impl Flows {
         let mut conn = self.accounts.conn()?;
         let sessions = sessions::prune(&mut conn, now)?;
         let throttles = throttles::prune(&mut conn, now)?;
-        tracing::debug!(sessions, throttles, "housekeeping");
+        let api_flows = api::prune_flows(&mut conn, now)?;
+        tracing::debug!(sessions, throttles, api_flows, "housekeeping");
         Ok(())
     }
 

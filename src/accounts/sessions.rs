@@ -65,6 +65,13 @@ impl SessionLifetime {
     }
 }
 
+/// What the table keeps of a session's key (a cookie's, or an API bearer token): its SHA-256, in
+/// hex. A copy of the table alone opens no session.
+pub fn id_hash(key: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
 /// The state of a live session (JSON, as actix-session keeps it).
 pub fn load(conn: &mut AnyConnection, id_hash: &str, now: DateTime<Utc>) -> QueryResult<Option<String>> {
     sessions::table

@@ -36,7 +36,7 @@ diesel::table! {
 }
 
 diesel::joinable!(otp_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles, ip_limits);
+diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles, ip_limits, api_flows);
 
 diesel::table! {
     sessions (id_hash) {
@@ -94,5 +94,14 @@ diesel::table! {
     ip_limits (key) {
         key -> Text,
         tat -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_flows (id_hash) {
+        id_hash -> Text,
+        kind -> Text,
+        state -> Text,
+        expires_at -> Timestamp,
     }
 }

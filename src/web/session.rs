@@ -13,7 +13,6 @@ use actix_web::cookie::time::Duration as CookieDuration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString as _};
-use sha2::{Digest, Sha256};
 
 use crate::accounts::User;
 use crate::accounts::sessions::{self, SessionLifetime};
@@ -45,7 +44,7 @@ impl DbSessionStore {
 }
 
 fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    sessions::id_hash(key)
 }
 
 /// The user id kept in the state (as actix-session stores it: JSON text).
