@@ -36,7 +36,9 @@ diesel::table! {
 }
 
 diesel::joinable!(otp_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, otp_tokens, sessions, outbox, send_log, throttles, ip_limits, api_flows);
+diesel::allow_tables_to_appear_in_same_query!(
+    users, otp_tokens, sessions, outbox, send_log, throttles, ip_limits, api_flows
+);
 
 diesel::table! {
     sessions (id_hash) {

@@ -8,6 +8,7 @@ mod common;
 mod samples;
 
 mod accounts;
+mod api;
 mod cli;
 mod code_sign_in;
 mod delete_export;

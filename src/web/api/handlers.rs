@@ -15,8 +15,8 @@ use crate::domain::{Email, Phone, Username};
 use crate::flows::{ApiFlow, CodeSignIn, FlowKind, Form, ResetCheck, SecondStep, Sent, SignIn};
 use crate::metrics::{self, SignInResult, Throttle};
 use crate::web::AppState;
-use crate::web::pages::reset::answer_no_sooner_than_the_floor;
 use crate::web::pages::account;
+use crate::web::pages::reset::answer_no_sooner_than_the_floor;
 use crate::web::pages::sign_up as sign_up_page;
 use crate::web::views::FormErrors;
 
@@ -217,7 +217,12 @@ async fn sign_up(
     body: ApiJson<SignUpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0;
-    let form = sign_up_page::SignUpForm { username: body.username, email: body.email, phone: body.phone, password: body.password };
+    let form = sign_up_page::SignUpForm {
+        username: body.username,
+        email: body.email,
+        phone: body.phone,
+        password: body.password,
+    };
     let (new, password) = sign_up_page::parse(&form, state.settings.default_region).map_err(|e| ApiError::from(&e))?;
     match state.hashing(move |flows| flows.sign_up(new, &flows.hash(&password)?)).await? {
         Form::Done(user) => {
@@ -259,7 +264,13 @@ async fn sign_in(
         SignIn::Throttled(throttled) => {
             let secs = throttled.retry_after_secs(state.flows.accounts.now());
             metrics::sign_in(SignInResult::Throttled);
-            tracing::info!(event = "sign_in_throttled", api = true, ip = log_ip(&state, &req), retry_after = secs, "sign-in throttled");
+            tracing::info!(
+                event = "sign_in_throttled",
+                api = true,
+                ip = log_ip(&state, &req),
+                retry_after = secs,
+                "sign-in throttled"
+            );
             Err(ApiError::throttled(secs, "Too many failed attempts."))
         }
         SignIn::Wrong => {
@@ -307,7 +318,14 @@ async fn sign_in_two_factor(
             if !state.flow(move |flows| flows.take_flow(&id, &flow)).await? {
                 return Err(ApiError::field("flow", UNKNOWN_FLOW));
             }
-            tracing::info!(event = "sign_in", api = true, method = "two_factor", user_id = user.id, ip = log_ip(&state, &req), "signed in");
+            tracing::info!(
+                event = "sign_in",
+                api = true,
+                method = "two_factor",
+                user_id = user.id,
+                ip = log_ip(&state, &req),
+                "signed in"
+            );
             signed_in(&state, &user, StatusCode::OK).await
         }
         SecondStep::Wrong => Err(ApiError::field("code", WRONG_CODE)),
@@ -350,7 +368,13 @@ async fn sign_in_code(
             Ok((flows.start_flow(&ApiFlow::CodeSignIn(pending))?, user_id))
         })
         .await?;
-    tracing::info!(event = "code_sign_in_requested", api = true, user_id, ip = log_ip(&state, &req), "sign-in code requested");
+    tracing::info!(
+        event = "code_sign_in_requested",
+        api = true,
+        user_id,
+        ip = log_ip(&state, &req),
+        "sign-in code requested"
+    );
     answer_no_sooner_than_the_floor(started).await;
     Ok(HttpResponse::Accepted().json(FlowBody { flow }))
 }
@@ -398,7 +422,14 @@ async fn sign_in_code_verify(
         CodeSignIn::Proven(user) => {
             // the code was spent exactly once (its token's compare-and-swap); the FLOW goes too
             state.flow(move |flows| flows.take_flow(&id, &flow)).await?;
-            tracing::info!(event = "sign_in", api = true, method = "code", user_id = user.id, ip = log_ip(&state, &req), "signed in");
+            tracing::info!(
+                event = "sign_in",
+                api = true,
+                method = "code",
+                user_id = user.id,
+                ip = log_ip(&state, &req),
+                "signed in"
+            );
             api_finish_first_factor(&state, &user).await
         }
         CodeSignIn::Wrong => Err(ApiError::field("code", WRONG_CODE)),
@@ -489,7 +520,13 @@ async fn update_me(
     match state.hashing(move |flows| flows.change_identifiers(&checked, changes, &current)).await? {
         Form::Done(updated) => {
             if updated.before != updated.after {
-                tracing::info!(event = "identifiers_changed", api = true, user_id = user.id, ip = log_ip(&state, &req), "identifiers changed");
+                tracing::info!(
+                    event = "identifiers_changed",
+                    api = true,
+                    user_id = user.id,
+                    ip = log_ip(&state, &req),
+                    "identifiers changed"
+                );
             }
             let id = user.id;
             let Some(user) = state.flow(move |flows| flows.user(id)).await? else { return Err(ApiError::Unauthorized) };
@@ -535,12 +572,22 @@ async fn change_password(
     // every session of the user ended; this token carries on, as the page's session does
     let id = user.id;
     state.flow(move |flows| flows.keep_token(&token, id)).await?;
-    tracing::info!(event = "password_changed", api = true, user_id = user.id, ip = log_ip(&state, &req), "password changed");
+    tracing::info!(
+        event = "password_changed",
+        api = true,
+        user_id = user.id,
+        ip = log_ip(&state, &req),
+        "password changed"
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// The signed-in user's unverified token of `channel`, or 404.
-async fn unverified(state: &AppState, user: &User, channel: ChannelName) -> Result<crate::accounts::OtpToken, ApiError> {
+async fn unverified(
+    state: &AppState,
+    user: &User,
+    channel: ChannelName,
+) -> Result<crate::accounts::OtpToken, ApiError> {
     let (user_id, channel) = (user.id, Channel::from(channel));
     state.flow(move |flows| flows.unverified_token(user_id, channel)).await?.ok_or(ApiError::NotFound)
 }
@@ -574,7 +621,9 @@ async fn send_code(
         }
         Err(CheckError::NoToken) => Err(ApiError::NotFound),
         Err(CheckError::Unexpected(e)) => Err(ApiError::Unexpected(e)),
-        Err(e @ CheckError::Throttled(_)) => Err(ApiError::Unexpected(anyhow::Error::new(e).context("resending a code"))),
+        Err(e @ CheckError::Throttled(_)) => {
+            Err(ApiError::Unexpected(anyhow::Error::new(e).context("resending a code")))
+        }
     }
 }
 
@@ -655,7 +704,13 @@ async fn password_reset(
             Ok((flows.start_flow(&ApiFlow::Reset(pending))?, user_id))
         })
         .await?;
-    tracing::info!(event = "password_reset_requested", api = true, user_id, ip = log_ip(&state, &req), "password reset requested");
+    tracing::info!(
+        event = "password_reset_requested",
+        api = true,
+        user_id,
+        ip = log_ip(&state, &req),
+        "password reset requested"
+    );
     answer_no_sooner_than_the_floor(started).await;
     Ok(HttpResponse::Accepted().json(FlowBody { flow }))
 }
@@ -742,23 +797,32 @@ async fn password_reset_complete(
         })
         .await?;
     let Some((flow, user)) = proven else { return Err(ApiError::field("flow", NOT_PROVEN)) };
-    let password = NewPassword::parse(
-        &raw,
-        user.username.as_ref().map(Username::as_str),
-        user.email.as_ref().map(Email::as_str),
-    )
-    .map_err(|problems| {
-        let mut errors = FormErrors::default();
-        crate::web::pages::password_problems(&mut errors, "new_password", problems);
-        ApiError::from(&errors)
-    })?;
+    let password =
+        NewPassword::parse(&raw, user.username.as_ref().map(Username::as_str), user.email.as_ref().map(Email::as_str))
+            .map_err(|problems| {
+                let mut errors = FormErrors::default();
+                crate::web::pages::password_problems(&mut errors, "new_password", problems);
+                ApiError::from(&errors)
+            })?;
     let ApiFlow::Reset(pending) = flow.clone() else { return Err(ApiError::field("flow", NOT_PROVEN)) };
     let done = state.hashing(move |flows| flows.complete_reset(&pending, &flows.hash(&password)?)).await?;
     if !done {
-        tracing::info!(event = "password_reset_void", api = true, user_id = user.id, ip = log_ip(&state, &req), "password reset void");
+        tracing::info!(
+            event = "password_reset_void",
+            api = true,
+            user_id = user.id,
+            ip = log_ip(&state, &req),
+            "password reset void"
+        );
         return Err(ApiError::field("flow", NOT_PROVEN));
     }
     state.flow(move |flows| flows.take_flow(&id, &flow)).await?;
-    tracing::info!(event = "password_reset", api = true, user_id = user.id, ip = log_ip(&state, &req), "password reset; all sessions ended");
+    tracing::info!(
+        event = "password_reset",
+        api = true,
+        user_id = user.id,
+        ip = log_ip(&state, &req),
+        "password reset; all sessions ended"
+    );
     Ok(HttpResponse::NoContent().finish())
 }

@@ -62,7 +62,8 @@ async fn json_only(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
     let headers = req.headers();
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let has_body = declared.is_some_and(|len| len > 0) || headers.contains_key(header::TRANSFER_ENCODING);
     if has_body && !is_json(headers.get(header::CONTENT_TYPE)) {
         let response = ApiError::UnsupportedMediaType.error_response();
@@ -300,7 +301,11 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let message = format!("Not accepted here: {}.", e.inner());
-        if field == "." { ApiError::Invalid { message, fields: BTreeMap::new() } } else { ApiError::field(&field, message) }
+        if field == "." {
+            ApiError::Invalid { message, fields: BTreeMap::new() }
+        } else {
+            ApiError::field(&field, message)
+        }
     })
 }
 
