@@ -41,6 +41,7 @@ struct V1;
                        `Retry-After`) on 429."
     ),
     nest((path = "/api/v1", api = V1)),
+    components(schemas(handlers::ChannelName)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
