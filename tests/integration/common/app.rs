@@ -32,10 +32,15 @@ pub struct TestApp {
     /// `http://HOST:PORT` of `GET /metrics` when the settings had `FLEX_USER_METRICS_BIND`.
     pub metrics: Option<String>,
     system: actix_web::rt::System,
+    /// Stops the server, so its thread, runtime, worker and pool end with the test (a stopped
+    /// System alone left the server's future pending and every one of those behind it).
+    server: actix_web::dev::ServerHandle,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // the command is sent at the call; its completion is not awaited
+        drop(self.server.stop(false));
         self.system.stop();
     }
 }
@@ -76,12 +81,12 @@ pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
                 actix_web::rt::spawn(web::monitoring::run(listener, &state.flows, hash_load).expect("metrics server"));
             }
             let server = web::run(listener, state, senders).expect("server");
-            tx.send(actix_web::rt::System::current()).unwrap();
+            tx.send((actix_web::rt::System::current(), server.handle())).unwrap();
             let _ = server.await;
         });
     });
-    let system = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
-    TestApp { base, smtp, sms, clock, pool, accounts, flows, metrics, system }
+    let (system, server) = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+    TestApp { base, smtp, sms, clock, pool, accounts, flows, metrics, system, server }
 }
 
 /// A browser: keeps cookies, never follows redirects, and posts the CSRF token of the last page

@@ -58,8 +58,11 @@ impl SmtpSink {
         let handler = SmtpHandler { mails: mails.clone(), to: Vec::new(), data: Vec::new() };
         std::thread::spawn(move || {
             let mut server = mailin_embedded::Server::new(handler);
-            // pooled client connections each hold a thread while idle
-            server.with_name("sink.test").with_num_threads(64).with_tcp_listener(listener);
+            // One thread per connection being served, started up front and never stopped (the
+            // server has no shutdown): 64 per test app put the whole suite near the per-process
+            // limit of memory maps (65530) and past it as tests were added. Our client opens a
+            // connection per message and closes it, so a busy sink only queues a connection.
+            server.with_name("sink.test").with_num_threads(16).with_tcp_listener(listener);
             // the error type is not Send: it stays on this thread
             if let Err(e) = server.serve() {
                 eprintln!("SMTP sink stopped: {e}");
