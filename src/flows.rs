@@ -3,6 +3,7 @@
 //! that hash passwords go through the web layer's hashing limit.
 
 mod account_data;
+mod api;
 mod code_sign_in;
 mod security;
 
@@ -31,6 +32,7 @@ use crate::secret::SecretKey;
 pub use account_data::{
     Deletion, EXPORT_EVENTS, Export, ExportAddress, ExportEvent, ExportSession, ExportUser, RECENT_SIGN_IN,
 };
+pub use api::{ApiFlow, FlowKind, SecondStep, Token};
 pub use code_sign_in::{CodeSignIn, PendingSignIn};
 pub mod two_factor;
 
@@ -652,7 +654,8 @@ impl Flows {
         let sessions = sessions::prune(&mut conn, now)?;
         let throttles = throttles::prune(&mut conn, now)?;
         let (events, notices) = self.prune_security_records(&mut conn)?;
-        tracing::debug!(sessions, throttles, events, notices, "housekeeping");
+        let api_flows = api::prune_flows(&mut conn, now)?;
+        tracing::debug!(sessions, throttles, events, notices, api_flows, "housekeeping");
         Ok(())
     }
 

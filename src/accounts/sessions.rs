@@ -75,6 +75,13 @@ impl SessionLifetime {
     }
 }
 
+/// What the table keeps of a session's key (a cookie's, or an API bearer token): its SHA-256, in
+/// hex. A copy of the table alone opens no session.
+pub fn id_hash(key: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
 /// The state of a live session (JSON, as actix-session keeps it).
 pub fn load(conn: &mut AnyConnection, id_hash: &str, now: DateTime<Utc>) -> QueryResult<Option<String>> {
     sessions::table
@@ -116,6 +123,13 @@ pub fn load_seen(
         .execute(conn)?;
     }
     Ok(Some(state))
+}
+
+/// A new public id: 24 random letters and digits (about 143 bits), what the sessions page shows
+/// and its "end" form posts for a session or an API token.
+pub fn new_public_id() -> String {
+    use rand::distr::{Alphanumeric, SampleString as _};
+    Alphanumeric.sample_string(&mut rand::rng(), 24)
 }
 
 /// A new session made at `now`; a signed-in one with its public id, first used from `from`.

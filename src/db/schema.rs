@@ -49,7 +49,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     known_browsers,
     notice_log,
     second_factors,
-    recovery_codes
+    recovery_codes,
+    api_flows
 );
 
 diesel::table! {
@@ -175,3 +176,12 @@ diesel::table! {
 
 diesel::joinable!(second_factors -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
+
+diesel::table! {
+    api_flows (id_hash) {
+        id_hash -> Text,
+        kind -> Text,
+        state -> Text,
+        expires_at -> Timestamp,
+    }
+}

@@ -101,28 +101,33 @@ impl Flows {
         if !factors::has_second_factor(&mut conn, user.id)? {
             return Ok(FirstFactorDone::SignIn(user));
         }
+        if let Some(factor_version) = factors::factor_version(&mut conn, user.id)?
+            && trusted.is_some_and(|cookie| self.trusts(cookie, user.id, factor_version))
+        {
+            return Ok(FirstFactorDone::SignIn(user));
+        }
+        drop(conn);
+        let mut half = self.half_sign_in(&user)?;
+        half.next = next.to_owned();
+        Ok(FirstFactorDone::SecondStep(half))
+    }
+
+    /// The half sign-in of `user`, who passed the first factor now (the page's and the API's).
+    pub fn half_sign_in(&self, user: &User) -> anyhow::Result<HalfSignIn> {
+        let mut conn = self.accounts.conn()?;
         let (Some(credential_version), Some(factor_version)) =
             (users::credential_version(&mut conn, user.id)?, factors::factor_version(&mut conn, user.id)?)
         else {
             // deactivated meanwhile: the second step will find it void
-            return Ok(FirstFactorDone::SecondStep(HalfSignIn {
+            return Ok(HalfSignIn {
                 user_id: user.id,
                 credential_version: -1,
                 factor_version: -1,
                 at: self.now(),
-                next: next.to_owned(),
-            }));
+                next: String::new(),
+            });
         };
-        if trusted.is_some_and(|cookie| self.trusts(cookie, user.id, factor_version)) {
-            return Ok(FirstFactorDone::SignIn(user));
-        }
-        Ok(FirstFactorDone::SecondStep(HalfSignIn {
-            user_id: user.id,
-            credential_version,
-            factor_version,
-            at: self.now(),
-            next: next.to_owned(),
-        }))
+        Ok(HalfSignIn { user_id: user.id, credential_version, factor_version, at: self.now(), next: String::new() })
     }
 
     /// The user of `half` while it holds: within 5 minutes, the account active, and neither its

@@ -55,6 +55,10 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if super::api::is_api_path(req.path()) {
+        // the JSON API reads and sets no cookie: a bearer token is nothing a browser sends by itself
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
     let state = req.app_data::<web::Data<AppState>>().expect("AppState").clone();
     let existing = req.cookie(state.cookies.csrf).map(|c| c.value().to_owned()).filter(|v| well_formed(v));
     let fresh = existing.is_none();

@@ -23,7 +23,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::error::{AppError, error_page, refusal_page};
 use super::views::ErrorView;
-use super::{AppState, csrf};
+use super::{AppState, api, csrf};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::{Pool, ip_limits};
@@ -39,10 +39,16 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 /// Headers on every response (errors too), and our own page for any error response that a
 /// lower layer answered in plain text (a framework 400, a 500 from a failed task…).
 pub async fn headers(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let is_static = req.path().starts_with("/static/");
+    // The JSON API reads no cookie (so no session or CSRF cookie reaches any layer below) and
+    // sets none; its refusals are JSON.
+    let is_api = api::is_api_path(req.path());
+    if is_api {
+        req.headers_mut().remove(header::COOKIE);
+    }
     let https = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.settings.is_https());
     let mut response = match next.call(req).await {
         Ok(response) => response.map_into_boxed_body(),
@@ -53,7 +59,7 @@ pub async fn headers(
             if status.is_server_error() {
                 tracing::error!(status = status.as_u16(), error = %e, "request failed");
             }
-            let mut page = error_page(status, None, None);
+            let mut page = if is_api { api::status_error(status, None) } else { error_page(status, None, None) };
             secure(page.headers_mut(), https, false);
             return Err(actix_web::error::InternalError::from_response(e, page).into());
         }
@@ -64,7 +70,23 @@ pub async fn headers(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if (status.is_client_error() || status.is_server_error()) && !is_html {
+    if is_api {
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if (status.is_client_error() || status.is_server_error()) && !is_json {
+            // a refusal made outside the API's handlers (413, 408, the per-IP 429, a framework's 4xx)
+            let retry_after =
+                response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), path = response.request().path(), "request failed");
+            }
+            response = response.into_response(api::status_error(status, retry_after)).map_into_boxed_body();
+        }
+        response.headers_mut().remove(header::SET_COOKIE);
+    } else if (status.is_client_error() || status.is_server_error()) && !is_html {
         let retry_after =
             response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         if status.is_server_error() {
@@ -291,7 +313,8 @@ pub async fn ip_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if req.method() == Method::POST
+    // PATCH too: the JSON API changes identifiers with it (and checks a password)
+    if (req.method() == Method::POST || req.method() == Method::PATCH)
         && let Some(state) = req.app_data::<web::Data<AppState>>()
     {
         match state.ip_limit.check(req.request()).await {

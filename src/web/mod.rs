@@ -1,6 +1,7 @@
 //! The HTTP layer: start-up, middleware order and the route table. Handlers (in `pages`) stay
 //! thin: parse the form into domain types, call one flow on a blocking thread, answer.
 
+pub mod api;
 pub mod browser;
 pub mod csrf;
 pub mod error;
@@ -214,6 +215,7 @@ pub fn run(listener: TcpListener, state: AppState, senders: Senders) -> std::io:
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(guard::BODY_LIMIT))
             .app_data(web::FormConfig::default().limit(guard::BODY_LIMIT))
+            .configure(api::configure)
             .configure(routes)
             .default_service(web::to(not_found))
             // innermost first. The CSRF cookie is read first (refusal pages need it for their

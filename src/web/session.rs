@@ -20,7 +20,6 @@ use actix_web::{HttpRequest, web};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString as _};
-use sha2::{Digest, Sha256};
 
 use crate::accounts::User;
 use crate::accounts::sessions::{self, SessionLifetime};
@@ -88,13 +87,10 @@ impl DbSessionStore {
     }
 }
 
-/// A new public id: 24 random letters and digits (about 143 bits).
-fn new_public_id() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 24)
-}
+use sessions::new_public_id;
 
 fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    sessions::id_hash(key)
 }
 
 /// The user id kept in the state (as actix-session stores it: JSON text).

@@ -9,6 +9,7 @@ mod samples;
 
 mod accounts;
 mod activity;
+mod api;
 mod cli;
 mod code_sign_in;
 mod delete_export;

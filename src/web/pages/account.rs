@@ -74,7 +74,7 @@ pub async fn show(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpRe
 }
 
 /// How one form field changes an identifier: absent keeps, blank removes, text sets.
-fn change<T>(
+pub(crate) fn change<T>(
     raw: &Option<String>,
     parse: impl Fn(&str) -> Result<T, crate::domain::Invalid>,
     field: &'static str,
@@ -136,14 +136,9 @@ pub async fn update(
     }
 }
 
-pub async fn change_password(
-    state: web::Data<AppState>,
-    visitor: Visitor,
-    form: web::Form<PasswordForm>,
-) -> Result<HttpResponse, AppError> {
-    let user = visitor.require_user(PATH)?.clone();
-    let current = typed(&form.current_password);
-    let raw_new = typed(&form.new_password);
+/// A password change's rules before any hashing, for the page and the JSON API alike: the
+/// account has a usable password, the current one is given, the new one passes the validators.
+pub(crate) fn parse_password_change(user: &User, current: &str, raw_new: &str) -> Result<NewPassword, FormErrors> {
     let mut errors = FormErrors::default();
     if !user.has_usable_password() {
         errors.general("This account has no password yet: use “Forgot your password?” to set one.");
@@ -151,7 +146,7 @@ pub async fn change_password(
         errors.field("current_password", "Enter your current password.");
     }
     let new_password = match NewPassword::parse(
-        &raw_new,
+        raw_new,
         user.username.as_ref().map(Username::as_str),
         user.email.as_ref().map(Email::as_str),
     ) {
@@ -161,19 +156,33 @@ pub async fn change_password(
             None
         }
     };
+    new_password.filter(|_| errors.is_empty()).ok_or(errors)
+}
+
+/// The message for a wrong current password.
+pub(crate) const WRONG_CURRENT: &str = "That is not your current password.";
+
+pub async fn change_password(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    let user = visitor.require_user(PATH)?.clone();
+    let current = typed(&form.current_password);
+    let raw_new = typed(&form.new_password);
     let reshow = async |errors: FormErrors| -> Result<HttpResponse, AppError> {
         let view = page(&state, &visitor, &user, None, FormErrors::default(), errors).await?;
         Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &view))
     };
-    let Some(new_password) = new_password.filter(|_| errors.is_empty()) else {
-        return reshow(errors).await;
+    let new_password = match parse_password_change(&user, &current, &raw_new) {
+        Ok(new_password) => new_password,
+        Err(errors) => return reshow(errors).await,
     };
 
     let (checked, ctx) = (user.clone(), visitor.context());
     let changed = state.hashing(move |flows| flows.change_password(&checked, &current, &new_password, &ctx)).await?;
     if !changed {
-        return reshow(FormErrors::default().with_field("current_password", "That is not your current password."))
-            .await;
+        return reshow(FormErrors::default().with_field("current_password", WRONG_CURRENT)).await;
     }
     tracing::info!(event = "password_changed", user_id = user.id, ip = visitor.log_ip(), "password changed");
     // Every session of the user was deleted; this one carries on under a new id.

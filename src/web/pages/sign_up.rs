@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{form_errors, password_problems, typed};
 use crate::accounts::NewUser;
+use crate::domain::Region;
 use crate::domain::password::NewPassword;
 use crate::flows::Form;
 use crate::web::error::AppError;
@@ -16,10 +17,10 @@ use crate::web::{AppState, signed_in_response};
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct SignUpForm {
-    username: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    password: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 /// 200 with the form, signed in or not (the contract's row; signing up again simply switches
@@ -38,23 +39,14 @@ fn view(visitor: &Visitor, form: &SignUpForm, errors: FormErrors) -> SignUpView 
     }
 }
 
-pub async fn submit(
-    state: web::Data<AppState>,
-    visitor: Visitor,
-    form: web::Form<SignUpForm>,
-) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
-    let reshow = |errors: FormErrors| html(StatusCode::UNPROCESSABLE_ENTITY, &view(&visitor, &form, errors));
-
-    let (new, mut errors) = match NewUser::from_raw(
-        form.username.as_deref(),
-        form.email.as_deref(),
-        form.phone.as_deref(),
-        state.settings.default_region,
-    ) {
-        Ok(new) => (Some(new), FormErrors::default()),
-        Err(field_errors) => (None, form_errors(&field_errors)),
-    };
+/// The sign-up's rules, for the page and the JSON API alike: the identifiers (at least one) and
+/// the password (the four validators, against the typed username and email).
+pub(crate) fn parse(form: &SignUpForm, region: Option<Region>) -> Result<(NewUser, NewPassword), FormErrors> {
+    let (new, mut errors) =
+        match NewUser::from_raw(form.username.as_deref(), form.email.as_deref(), form.phone.as_deref(), region) {
+            Ok(new) => (Some(new), FormErrors::default()),
+            Err(field_errors) => (None, form_errors(&field_errors)),
+        };
     // checked here too (as `create_user` will) so that no password is hashed for nothing
     if new.as_ref().is_some_and(|n| !n.has_identifier()) {
         errors.general("Give at least one of a username, an email address or a phone number.");
@@ -72,8 +64,23 @@ pub async fn submit(
             None
         }
     };
-    let (Some(new), Some(password), true) = (new, password, errors.is_empty()) else {
-        return Ok(reshow(errors));
+    match (new, password, errors.is_empty()) {
+        (Some(new), Some(password), true) => Ok((new, password)),
+        _ => Err(errors),
+    }
+}
+
+pub async fn submit(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    form: web::Form<SignUpForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let reshow = |errors: FormErrors| html(StatusCode::UNPROCESSABLE_ENTITY, &view(&visitor, &form, errors));
+
+    let (new, password) = match parse(&form, state.settings.default_region) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(reshow(errors)),
     };
 
     let ctx = visitor.context();
