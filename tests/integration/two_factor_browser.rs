@@ -68,6 +68,8 @@ impl Driver {
         let mut driver = Driver { child, base, session: String::new(), http, _profile: profile };
         let answer = driver.call("POST", "/session", Some(caps));
         driver.session = answer["sessionId"].as_str().expect("a session").to_owned();
+        // finding an element waits for it (up to 20 s): pages load slowly on a busy machine
+        driver.call("POST", "/timeouts", Some(json!({"implicit": 20000})));
         Some(driver)
     }
 
@@ -161,6 +163,10 @@ fn set_up_an_authenticator_and_sign_in_with_it_in_chromium() {
     assert_eq!(driver.count(".recovery-code"), 10);
 
     driver.click(".site-nav__signout button");
+    // signed out (on the home page) before the next page is asked for, or /sign-in would still
+    // see the signed-in session
+    let url = driver.arrive(&at("/"));
+    assert_eq!(url, at("/"));
     app.clock.advance(secs(30));
     driver.go(&at("/sign-in"));
     driver.type_into("#identifier", "alice");
