@@ -258,11 +258,6 @@ pub fn sessions_of(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -
         .collect())
 }
 
-/// The live sessions of a user, newest first (the name from before the sessions page).
-pub fn for_user(conn: &mut AnyConnection, user_id: i64, now: DateTime<Utc>) -> QueryResult<Vec<LiveSession>> {
-    sessions_of(conn, user_id, now)
-}
-
 /// Ends the user's session whose public id this is. False, and nothing ends, when the user has
 /// no such session (another user's id, an unknown one).
 pub fn end_session(conn: &mut AnyConnection, user_id: i64, public_id: &str) -> QueryResult<bool> {

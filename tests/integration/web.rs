@@ -236,7 +236,7 @@ fn a_users_live_sessions_are_listed_and_end_with_sign_out(db: &TestDb) {
     second.sign_in("alice", PASSWORD).assert_redirect("/account");
     let live = |app: &TestApp| {
         let mut conn = app.pool.get().unwrap();
-        flex_user::accounts::sessions::for_user(&mut conn, id, app.accounts.now()).unwrap()
+        flex_user::accounts::sessions::sessions_of(&mut conn, id, app.accounts.now()).unwrap()
     };
     let sessions = live(&app);
     assert_eq!(sessions.len(), 2, "{sessions:?}");
