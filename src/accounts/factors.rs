@@ -1,5 +1,6 @@
 //! Second factors: the authenticator app (TOTP, RFC 6238, by `totp-rs`) and recovery codes.
-//! Passkeys (the next issue) go in the same `second_factors` table with `kind = 'passkey'`.
+//! Passkeys are rows of the same `second_factors` table with `kind = 'passkey'`
+//! ([`super::passkeys`]): every rule here that counts "a second factor" counts them.
 //!
 //! - An authenticator secret is 160 random bits, sealed at rest with XChaCha20-Poly1305 under a
 //!   key derived from the secret key, bound to its user id (a sealed secret copied to another
@@ -233,12 +234,14 @@ pub struct TwoFactorStatus {
     pub totp_usable: bool,
     /// Unused recovery codes.
     pub recovery_codes_left: i64,
+    /// How many passkeys the account has.
+    pub passkeys: i64,
 }
 
 impl TwoFactorStatus {
     /// True when signing in asks for a second step.
     pub fn any(&self) -> bool {
-        self.totp
+        self.totp || self.passkeys > 0
     }
 }
 
@@ -254,7 +257,7 @@ pub fn bump_factor_version(conn: &mut AnyConnection, user_id: i64) -> QueryResul
 }
 
 /// Moves the factor version only if it is still `version` (compare-and-swap).
-fn bump_factor_version_if(conn: &mut AnyConnection, user_id: i64, version: i32) -> QueryResult<bool> {
+pub(crate) fn bump_factor_version_if(conn: &mut AnyConnection, user_id: i64, version: i32) -> QueryResult<bool> {
     let changed = diesel::update(users::table.find(user_id).filter(users::factor_version.eq(version)))
         .set(users::factor_version.eq(users::factor_version + 1))
         .execute(conn)?;
@@ -281,6 +284,7 @@ pub(crate) fn status(conn: &mut AnyConnection, keys: &FactorKeys, user_id: i64) 
         totp: totp.is_some(),
         totp_usable: totp.is_some_and(|t| t.secret(keys, user_id).is_some()),
         recovery_codes_left: recovery_codes_left(conn, user_id)?,
+        passkeys: super::passkeys::count(conn, user_id)?,
     })
 }
 
@@ -399,13 +403,49 @@ pub(crate) fn disable_totp_in(conn: &mut AnyConnection, user_id: i64) -> QueryRe
     Ok(removed > 0)
 }
 
-/// Removes every second factor and recovery code of the account (the operator's reset, and the
-/// unverified-channel rule). Returns how many factors and codes were removed.
-pub(crate) fn remove_all_in(conn: &mut AnyConnection, user_id: i64) -> QueryResult<(usize, usize)> {
-    let factors = diesel::delete(second_factors::table.filter(second_factors::user_id.eq(user_id))).execute(conn)?;
-    let codes = diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
+/// What [`remove_all_in`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Removed {
+    /// The authenticator app was on.
+    pub totp: bool,
+    pub passkeys: usize,
+    pub recovery_codes: usize,
+}
+
+impl Removed {
+    /// The kinds of factor that went (for the activity log).
+    pub fn kinds(&self) -> Vec<super::activity::Factor> {
+        use super::activity::Factor;
+        let mut kinds = Vec::new();
+        if self.totp {
+            kinds.push(Factor::AuthenticatorApp);
+        }
+        if self.passkeys > 0 {
+            kinds.push(Factor::Passkey);
+        }
+        kinds
+    }
+}
+
+/// Removes every second factor (authenticator app and passkeys) and recovery code of the account
+/// (the operator's reset, the unverified-channel rule, deleting the account).
+pub(crate) fn remove_all_in(conn: &mut AnyConnection, user_id: i64) -> QueryResult<Removed> {
+    let of_kind = |kind: &'static str| {
+        second_factors::table.filter(second_factors::user_id.eq(user_id)).filter(second_factors::kind.eq(kind))
+    };
+    let totp = diesel::delete(of_kind(TOTP_KIND)).execute(conn)? > 0;
+    let passkeys = diesel::delete(of_kind(super::passkeys::PASSKEY_KIND)).execute(conn)?;
+    diesel::delete(second_factors::table.filter(second_factors::user_id.eq(user_id))).execute(conn)?;
+    let recovery_codes =
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
     bump_factor_version(conn, user_id)?;
-    Ok((factors, codes))
+    Ok(Removed { totp, passkeys, recovery_codes })
+}
+
+/// The throttle row of the account's second step: every second factor (a code, a recovery code,
+/// a passkey) backs off on this one row.
+pub(crate) fn second_factor_throttle_key(secret: &SecretKey, user_id: i64) -> String {
+    secret.keyed_hash("second-factor", user_id.to_string().as_bytes())
 }
 
 /// What a second-factor check came to.
@@ -518,7 +558,7 @@ impl super::Accounts {
     pub fn verify_second_factor(&self, user_id: i64, code: &str) -> anyhow::Result<SecondFactorCheck> {
         use super::throttle::{SIGN_IN_BACKOFF_CAP, store as throttles};
         let now = self.now();
-        let key = self.keys().secret.keyed_hash("second-factor", user_id.to_string().as_bytes());
+        let key = second_factor_throttle_key(&self.keys().secret, user_id);
         let mut conn = self.conn()?;
         if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
             return Ok(SecondFactorCheck::Throttled(throttled));

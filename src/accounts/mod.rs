@@ -7,6 +7,7 @@
 pub mod activity;
 pub mod browsers;
 pub mod factors;
+pub mod passkeys;
 mod hash_pool;
 mod passwords;
 pub mod sessions;

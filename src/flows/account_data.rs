@@ -218,6 +218,7 @@ fn delete_user_in(conn: &mut AnyConnection, user_id: i64, throttle_keys: &[Strin
     diesel::delete(known_browsers::table.filter(known_browsers::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(notice_log::table.filter(notice_log::user_id.eq(user_id))).execute(conn)?;
     crate::accounts::factors::remove_all_in(conn, user_id)?;
+    crate::accounts::passkeys::remove_challenges_of(conn, user_id)?;
     let deleted = diesel::delete(users_table::table.find(user_id)).execute(conn)?;
     Ok(deleted == 1)
 }

@@ -195,7 +195,7 @@ impl Flows {
 
     /// The rule for changing factors: the right `current_password` when the account has a usable
     /// password (argon2: call through the hashing limit), else a sign-in within 10 minutes.
-    fn confirm_identity(&self, user: &User, current_password: &str) -> anyhow::Result<Option<FieldErrors>> {
+    pub(super) fn confirm_identity(&self, user: &User, current_password: &str) -> anyhow::Result<Option<FieldErrors>> {
         let message = if user.has_usable_password() {
             if current_password.is_empty() {
                 Some("Enter your current password.")
