@@ -144,6 +144,14 @@ impl Flows {
         Ok(self.passkeys_offered() && passkeys::count(&mut *self.accounts.conn()?, user_id)? > 0)
     }
 
+    /// True when the account of a holding half sign-in has a passkey (the second step offers it).
+    pub fn half_sign_in_has_passkey(&self, half: &HalfSignIn) -> anyhow::Result<bool> {
+        match self.half_sign_in_user(half)? {
+            Some(user) => self.has_passkey(user.id),
+            None => Ok(false),
+        }
+    }
+
     /// The first call of adding a passkey named `name`: the identity rule of every factor change
     /// (the current password; an account without one, a recent sign-in), then the options for
     /// `navigator.credentials.create` (a discoverable credential, user verification required,

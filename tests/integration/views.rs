@@ -190,6 +190,7 @@ fn sign_in_form_fields_and_links() {
         identifier: "bob@example.com".into(),
         next: "/account?x=1&y=2".into(),
         errors: FormErrors::default().with_general("That username, email or phone and password do not match."),
+        passkeys: false,
     }
     .render()
     .unwrap();
@@ -405,7 +406,13 @@ fn user_values_are_escaped_everywhere() {
         }
         .render()
         .unwrap(),
-        SignInView { chrome: chrome(), identifier: evil.into(), next: evil.into(), errors: FormErrors::default() }
+        SignInView {
+            chrome: chrome(),
+            identifier: evil.into(),
+            next: evil.into(),
+            errors: FormErrors::default(),
+            passkeys: true,
+        }
             .render()
             .unwrap(),
         VerifyView { address: evil.into(), notice: Some(evil.into()), ..verify(chrome(), "email") }.render().unwrap(),
