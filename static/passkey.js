@@ -283,10 +283,19 @@
     var run = setUpUse(root, button, function (body) {
       body.next = root.getAttribute("data-next") || "";
     });
-    // the identifier field's autofill, where the browser can offer passkeys there
-    if (run && typeof PublicKeyCredential.isConditionalMediationAvailable === "function") {
+    // the identifier field's autofill, where the browser can offer passkeys there: asked for
+    // once the field has the focus (the autofill shows then), so a page merely open asks nothing
+    var field = document.querySelector("input[autocomplete~='webauthn']");
+    if (run && field && typeof PublicKeyCredential.isConditionalMediationAvailable === "function") {
       PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
-        if (available) { run("conditional"); }
+        if (!available) { return; }
+        var started = false;
+        var begin = function () {
+          if (started) { return; }
+          started = true;
+          run("conditional");
+        };
+        if (document.activeElement === field) { begin(); } else { field.addEventListener("focus", begin); }
       }, function () {});
     }
   }
