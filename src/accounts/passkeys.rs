@@ -348,6 +348,31 @@ mod tests {
     }
 
     #[test]
+    fn a_challenge_is_claimed_once_for_its_kind_and_only_before_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::db::DatabaseUrl::Sqlite(dir.path().join("t.db").to_string_lossy().into_owned());
+        let pool = crate::db::connect(&url, 1).unwrap();
+        let mut conn = pool.get().unwrap();
+        let now = Utc::now();
+        let id = store_challenge(&mut conn, ChallengeKind::SignIn, None, "state", now).unwrap();
+        assert_eq!(id.len(), 64);
+        assert_eq!(claim(&mut conn, ChallengeKind::Register, &id, now).unwrap(), None, "another kind's");
+        assert_eq!(claim(&mut conn, ChallengeKind::SignIn, &id, now).unwrap(), Some((None, "state".to_owned())));
+        assert_eq!(claim(&mut conn, ChallengeKind::SignIn, &id, now).unwrap(), None, "used once");
+        assert_eq!(claim(&mut conn, ChallengeKind::SignIn, "", now).unwrap(), None);
+        assert_eq!(claim(&mut conn, ChallengeKind::SignIn, &"x".repeat(500), now).unwrap(), None);
+
+        let late = store_challenge(&mut conn, ChallengeKind::SignIn, None, "s", now).unwrap();
+        let just = store_challenge(&mut conn, ChallengeKind::SignIn, None, "s", now).unwrap();
+        assert_eq!(claim(&mut conn, ChallengeKind::SignIn, &late, now + CHALLENGE_TTL).unwrap(), None, "expired");
+        let almost = now + CHALLENGE_TTL - Duration::seconds(1);
+        assert!(claim(&mut conn, ChallengeKind::SignIn, &just, almost).unwrap().is_some());
+        // an expired claim took the row out too; pruning takes the rest
+        store_challenge(&mut conn, ChallengeKind::SecondStep, None, "s", now).unwrap();
+        assert_eq!(prune_challenges(&mut conn, now + CHALLENGE_TTL).unwrap(), 1);
+    }
+
+    #[test]
     fn credential_keys_are_base64url() {
         assert_eq!(credential_key(&[0xfb, 0xff, 0x00]), "-_8A");
     }

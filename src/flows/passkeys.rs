@@ -459,3 +459,37 @@ fn general(message: &str) -> FieldErrors {
     errors.add(None, message);
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relying_party_is_the_public_urls_host_and_never_an_ip() {
+        for (url, offered) in [
+            ("http://localhost:8080", true),
+            ("https://auth.example.org", true),
+            ("https://auth.example.org/base/path", true),
+            ("http://127.0.0.1:8080", false),
+            ("http://[::1]:8080", false),
+            ("https://192.168.1.10", false),
+        ] {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(RelyingParty::for_site(&url, "flex-user").is_some(), offered, "{url}");
+        }
+    }
+
+    #[test]
+    fn registration_options_ask_for_a_discoverable_credential_with_user_verification() {
+        let url = Url::parse("https://auth.example.org").unwrap();
+        let rp = RelyingParty::for_site(&url, "Acme").unwrap();
+        let (options, _) = rp.0.start_passkey_registration(Uuid::nil(), "ann", "Ann", None).unwrap();
+        let options = serde_json::to_value(&options).unwrap();
+        assert_eq!(options["publicKey"]["rp"], serde_json::json!({"id": "auth.example.org", "name": "Acme"}));
+        assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
+        let (options, _) = rp.0.start_discoverable_authentication().unwrap();
+        let options = serde_json::to_value(&options).unwrap();
+        assert_eq!(options["publicKey"]["userVerification"], "required");
+        assert!(options["publicKey"].get("allowCredentials").is_none_or(|a| a.as_array().is_some_and(Vec::is_empty)));
+    }
+}

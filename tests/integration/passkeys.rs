@@ -145,6 +145,11 @@ fn add_list_and_remove_with_the_rules_of_factors(db: &TestDb) {
     assert!(page.body.contains("Never"));
     let public_id = first_public_id(&page.body);
     assert!(public_id.len() >= 20 && public_id.parse::<i64>().is_err(), "{public_id}");
+    let export = json_of(&browser.get("/account/export"));
+    let factors = export["second_factors"].as_array().unwrap();
+    assert_eq!(factors.len(), 2);
+    assert_eq!((&factors[0]["kind"], &factors[0]["name"]), (&json!("passkey"), &json!("Laptop <script>")));
+    assert!(!export.to_string().contains(&key.credential_b64()), "no credential in the export");
 
     // removing: 422 for a wrong password, 404 for an id that is not hers (or no id)
     let wrong = browser.post(&format!("/account/passkeys/{public_id}/delete"), &[("current_password", "nope")]);
@@ -178,6 +183,7 @@ fn add_list_and_remove_with_the_rules_of_factors(db: &TestDb) {
     // the export names no key material
     let export = browser.get("/account/export");
     assert!(!export.body.contains(&key.credential_b64()), "{}", export.body);
+    assert_eq!(json_of(&export)["second_factors"], json!([]));
 }
 
 fn sign_in_alone_and_as_the_second_step(db: &TestDb) {
