@@ -7,8 +7,8 @@
 pub mod activity;
 pub mod browsers;
 pub mod factors;
-pub mod passkeys;
 mod hash_pool;
+pub mod passkeys;
 mod passwords;
 pub mod sessions;
 pub mod throttle;

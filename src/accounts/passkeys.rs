@@ -154,9 +154,9 @@ pub(crate) fn by_credential(conn: &mut AnyConnection, credential_id: &[u8]) -> Q
 
 /// What adding a passkey came to.
 #[derive(Debug)]
-pub(crate) enum Added {
+pub(crate) enum Addition {
     /// Added; the new recovery codes when it was the account's first second factor.
-    Added(Vec<RecoveryCode>),
+    Done(Vec<RecoveryCode>),
     /// The factor version moved since the ceremony began (or the account is gone): nothing changed.
     Void,
     /// That credential is already registered (to this account or another): nothing changed.
@@ -175,18 +175,18 @@ pub(crate) fn insert_in(
     handle: Uuid,
     passkey: &Passkey,
     now: DateTime<Utc>,
-) -> anyhow::Result<Added> {
+) -> anyhow::Result<Addition> {
     let credential_id = credential_key(passkey.cred_id().as_ref());
     let taken: bool = diesel::select(diesel::dsl::exists(
         second_factors::table.filter(second_factors::credential_id.eq(&credential_id)),
     ))
     .get_result(conn)?;
     if taken {
-        return Ok(Added::Duplicate);
+        return Ok(Addition::Duplicate);
     }
     let first = !factors::has_second_factor(conn, user_id)?;
     if !factors::bump_factor_version_if(conn, user_id, expected)? {
-        return Ok(Added::Void);
+        return Ok(Addition::Void);
     }
     let data = serde_json::to_string(&PasskeyData { handle, passkey: passkey.clone() })?;
     diesel::insert_into(second_factors::table)
@@ -201,7 +201,7 @@ pub(crate) fn insert_in(
         ))
         .execute(conn)?;
     let codes = if first { factors::new_recovery_codes_in(conn, keys, user_id, now)? } else { Vec::new() };
-    Ok(Added::Added(codes))
+    Ok(Addition::Done(codes))
 }
 
 /// Removes the account's passkey with this public id; with no second factor left the recovery
@@ -320,7 +320,8 @@ pub(crate) fn claim(
         .first(conn)
         .optional()?;
     let Some((user_id, state, expires_at)) = row else { return Ok(None) };
-    let deleted = diesel::delete(passkey_challenges::table.filter(passkey_challenges::id_hash.eq(&hash))).execute(conn)?;
+    let deleted =
+        diesel::delete(passkey_challenges::table.filter(passkey_challenges::id_hash.eq(&hash))).execute(conn)?;
     Ok((deleted == 1 && now < expires_at.and_utc()).then_some((user_id, state)))
 }
 

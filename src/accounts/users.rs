@@ -122,7 +122,9 @@ fn taken_message(field: Field) -> &'static str {
     match field {
         Field::Username => "A user with that username already exists.",
         Field::Email => "A user with that email address already exists.",
-        Field::Phone | Field::Password | Field::CurrentPassword | Field::Name => "A user with that phone number already exists.",
+        Field::Phone | Field::Password | Field::CurrentPassword | Field::Name => {
+            "A user with that phone number already exists."
+        }
     }
 }
 

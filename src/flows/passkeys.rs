@@ -31,7 +31,7 @@ use super::two_factor::{HalfSignIn, SecondStep};
 use super::{Flows, Form};
 use crate::accounts::activity::{self, Event, Factor, SignInMethod};
 use crate::accounts::factors::{self, RecoveryCode};
-use crate::accounts::passkeys::{self, Added, ChallengeKind, NAME_MAX, StoredPasskey};
+use crate::accounts::passkeys::{self, Addition, ChallengeKind, NAME_MAX, StoredPasskey};
 use crate::accounts::throttle::{SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::users::{self, Field, FieldErrors, User};
 use crate::db::AnyConnection;
@@ -246,19 +246,19 @@ impl Flows {
                 &passkey,
                 now,
             )?;
-            if let Added::Added(_) = added {
+            if let Addition::Done(_) = added {
                 activity::record(conn, user.id, Event::SecondFactorAdded(Factor::Passkey), ctx, now)?;
                 notices::queue(conn, user.id, Notice::SecondFactorAdded(Factor::Passkey), ctx, &self.site, now)?;
             }
             Ok::<_, anyhow::Error>(added)
         })?;
         Ok(match added {
-            Added::Added(codes) => {
+            Addition::Done(codes) => {
                 tracing::info!(event = "second_factor_added", user_id = user.id, kind = "passkey", "passkey added");
                 PasskeyAdded::Added(codes)
             }
-            Added::Duplicate => PasskeyAdded::Refused(ALREADY_ADDED),
-            Added::Void => PasskeyAdded::Void,
+            Addition::Duplicate => PasskeyAdded::Refused(ALREADY_ADDED),
+            Addition::Void => PasskeyAdded::Void,
         })
     }
 
@@ -270,13 +270,8 @@ impl Flows {
         let (options, state) = rp.0.start_discoverable_authentication()?;
         let mut public_key = serde_json::to_value(&options)?;
         let ceremony = serde_json::to_string(&SignInCeremony { state })?;
-        let id = passkeys::store_challenge(
-            &mut *self.accounts.conn()?,
-            ChallengeKind::SignIn,
-            None,
-            &ceremony,
-            self.now(),
-        )?;
+        let id =
+            passkeys::store_challenge(&mut *self.accounts.conn()?, ChallengeKind::SignIn, None, &ceremony, self.now())?;
         // the script chooses the mediation: conditional for the autofill, none for the button
         Ok(Some(Challenge { challenge: id, public_key: public_key["publicKey"].take() }))
     }
@@ -410,7 +405,8 @@ impl Flows {
                 return Ok(SecondStep::Wrong);
             }
         };
-        let stored = passkeys::stored_of(&mut conn, user.id)?.into_iter().find(|s| s.passkey.cred_id() == result.cred_id());
+        let stored =
+            passkeys::stored_of(&mut conn, user.id)?.into_iter().find(|s| s.passkey.cred_id() == result.cred_id());
         match stored {
             Some(stored) if self.store_use(&mut conn, &stored, &result)? => {}
             _ => return Ok(SecondStep::Wrong),

@@ -55,8 +55,8 @@ fn events(app: &TestApp, user_id: i64) -> Vec<Event> {
 /// Adds a passkey named `name` from `/account/two-factor`, as the script does: the answer.
 fn add(browser: &Browser, key: &mut SoftAuthenticator, name: &str) -> Page {
     browser.get("/account/two-factor");
-    let start = browser
-        .post_json("/account/passkeys/register/start", &json!({"name": name, "current_password": PASSWORD}));
+    let start =
+        browser.post_json("/account/passkeys/register/start", &json!({"name": name, "current_password": PASSWORD}));
     assert_status(&start, StatusCode::OK);
     let options = json_of(&start);
     let credential = key.register(&options["publicKey"]);
@@ -113,8 +113,8 @@ fn add_list_and_remove_with_the_rules_of_factors(db: &TestDb) {
 
     // a wrong password or no name: 422 with the fields, nothing pending
     for (name, password, field) in [("Laptop", "wrong", "current_password"), ("  ", PASSWORD, "name")] {
-        let refused = browser
-            .post_json("/account/passkeys/register/start", &json!({"name": name, "current_password": password}));
+        let refused =
+            browser.post_json("/account/passkeys/register/start", &json!({"name": name, "current_password": password}));
         assert_status(&refused, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(json_of(&refused)["fields"][field].is_string(), "{}", refused.body);
     }
@@ -261,15 +261,15 @@ fn a_challenge_is_used_once_and_expires(db: &TestDb) {
     let options = json_of(&late.post_json("/sign-in/passkey/start", &json!({})));
     app.clock.advance(secs(5 * 60 + 1));
     let credential = key.assert(&options["publicKey"]);
-    let answer =
-        late.post_json("/sign-in/passkey/finish", &json!({"challenge": options["challenge"], "credential": credential}));
+    let answer = late
+        .post_json("/sign-in/passkey/finish", &json!({"challenge": options["challenge"], "credential": credential}));
     assert_status(&answer, StatusCode::UNAUTHORIZED);
     // and one just in time
     let options = json_of(&late.post_json("/sign-in/passkey/start", &json!({})));
     app.clock.advance(secs(4 * 60 + 50));
     let credential = key.assert(&options["publicKey"]);
-    let answer =
-        late.post_json("/sign-in/passkey/finish", &json!({"challenge": options["challenge"], "credential": credential}));
+    let answer = late
+        .post_json("/sign-in/passkey/finish", &json!({"challenge": options["challenge"], "credential": credential}));
     assert_status(&answer, StatusCode::OK);
 
     // an addition's challenge is bound to who started it and used once
@@ -278,7 +278,8 @@ fn a_challenge_is_used_once_and_expires(db: &TestDb) {
     let bob = Browser::new(&app);
     bob.sign_up(&[("username", "bob"), ("password", PASSWORD)]).assert_redirect("/account");
     bob.get("/account/two-factor");
-    let start = bob.post_json("/account/passkeys/register/start", &json!({"name": "Bob's", "current_password": PASSWORD}));
+    let start =
+        bob.post_json("/account/passkeys/register/start", &json!({"name": "Bob's", "current_password": PASSWORD}));
     let options = json_of(&start);
     let mut bobs = SoftAuthenticator::new(&origin(&app));
     let credential = bobs.register(&options["publicKey"]);
@@ -338,7 +339,8 @@ fn failures_answer_alike_and_back_off(db: &TestDb) {
     let options = json_of(&b.post_json("/sign-in/passkey/start", &json!({})));
     let mut credential = key.assert(&options["publicKey"]);
     credential["response"]["signature"] = json!("MEUCIQDu");
-    let known = b.post_json("/sign-in/passkey/finish", &json!({"challenge": options["challenge"], "credential": credential}));
+    let known =
+        b.post_json("/sign-in/passkey/finish", &json!({"challenge": options["challenge"], "credential": credential}));
     let mut stranger = SoftAuthenticator::new(&origin(&app));
     stranger.user_handle = vec![7; 16];
     let options = json_of(&b.post_json("/sign-in/passkey/start", &json!({})));
@@ -442,8 +444,8 @@ fn not_offered_when_the_public_url_is_an_ip(db: &TestDb) {
     assert_status(&page, StatusCode::OK);
     assert!(!page.body.contains("passkey-add") && !page.body.contains("passkey.js"), "{}", page.body);
     assert!(page.body.contains("Passkeys are not offered"));
-    let start = browser
-        .post_json("/account/passkeys/register/start", &json!({"name": "Laptop", "current_password": PASSWORD}));
+    let start =
+        browser.post_json("/account/passkeys/register/start", &json!({"name": "Laptop", "current_password": PASSWORD}));
     assert_status(&start, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(json_of(&start)["message"].as_str().unwrap().contains("not offered"));
     let page = browser.post("/account/passkeys", &[("name", "Laptop"), ("current_password", PASSWORD)]);

@@ -413,8 +413,8 @@ fn user_values_are_escaped_everywhere() {
             errors: FormErrors::default(),
             passkeys: true,
         }
-            .render()
-            .unwrap(),
+        .render()
+        .unwrap(),
         VerifyView { address: evil.into(), notice: Some(evil.into()), ..verify(chrome(), "email") }.render().unwrap(),
         ErrorView::new(Some(chrome()), 500, evil, evil).render().unwrap(),
     ];
@@ -570,7 +570,9 @@ fn the_csp_scan_sees_each_kind_of_problem() {
     assert!(csp_problems(&HomeView { chrome: out() }.render().unwrap()).is_empty());
     // the site's own script file passes; inline code, another origin or a missing file do not
     let page = |script: &str| {
-        format!(r#"<html><head><link rel="stylesheet" href="/static/style.css"></head><body><main>{script}</main></body></html>"#)
+        format!(
+            r#"<html><head><link rel="stylesheet" href="/static/style.css"></head><body><main>{script}</main></body></html>"#
+        )
     };
     assert_eq!(csp_problems(&page(PASSKEY_SCRIPT)), Vec::<String>::new());
     for bad in [

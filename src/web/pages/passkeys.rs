@@ -67,17 +67,21 @@ fn start_again(error: &str, message: &str, location: &str) -> HttpResponse {
 
 fn throttled(state: &AppState, throttled: Throttled, message: &str) -> HttpResponse {
     let secs = throttled.retry_after_secs(state.flows.accounts.now());
-    let mut response = refusal(StatusCode::TOO_MANY_REQUESTS, "throttled", &format!("{message} Try again in {}.", seconds(secs)));
+    let mut response =
+        refusal(StatusCode::TOO_MANY_REQUESTS, "throttled", &format!("{message} Try again in {}.", seconds(secs)));
     response.headers_mut().insert(header::RETRY_AFTER, secs.into());
     response
 }
 
-/// The body as `T`, or the 400 to answer.
-fn parse<T: DeserializeOwned>(body: &web::Bytes) -> Result<T, HttpResponse> {
-    serde_json::from_slice(body).map_err(|e| {
-        tracing::info!(error = %e, "a passkey call's body is not the JSON expected");
-        refusal(StatusCode::BAD_REQUEST, "bad_request", "The request could not be read. Reload the page and try again.")
-    })
+/// The body as `T`; `None` when it is not the JSON expected (answer [`bad_request`]).
+fn parse<T: DeserializeOwned>(body: &web::Bytes) -> Option<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| tracing::info!(error = %e, "a passkey call's body is not the JSON expected"))
+        .ok()
+}
+
+fn bad_request() -> HttpResponse {
+    refusal(StatusCode::BAD_REQUEST, "bad_request", "The request could not be read. Reload the page and try again.")
 }
 
 /// A 303 of a sign-in (its session and cookies) as the `200 {"location"}` the script follows.
@@ -151,12 +155,14 @@ async fn register_start(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let Some(user) = visitor.user.clone() else { return Ok(signed_out()) };
-    let form: RegisterStart = match parse(&body) {
-        Ok(form) => form,
-        Err(response) => return Ok(response),
-    };
-    match state.hashing(move |flows| flows.start_passkey_registration(&user, &form.name, &form.current_password)).await? {
-        Form::Done(challenge) => Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?)),
+    let Some(form) = parse::<RegisterStart>(&body) else { return Ok(bad_request()) };
+    match state
+        .hashing(move |flows| flows.start_passkey_registration(&user, &form.name, &form.current_password))
+        .await?
+    {
+        Form::Done(challenge) => {
+            Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?))
+        }
         Form::Invalid(errors) => {
             let fields: serde_json::Map<String, serde_json::Value> = errors
                 .0
@@ -164,7 +170,10 @@ async fn register_start(
                 .filter_map(|(field, message)| Some((field.as_ref()?.as_str().to_owned(), message.clone().into())))
                 .collect();
             let message = errors.0.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(" ");
-            Ok(json_answer(StatusCode::UNPROCESSABLE_ENTITY, json!({"error": "invalid", "message": message, "fields": fields})))
+            Ok(json_answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "invalid", "message": message, "fields": fields}),
+            ))
         }
         Form::NoUser => Ok(signed_out()),
     }
@@ -176,10 +185,7 @@ async fn register_finish(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let Some(user) = visitor.user.clone() else { return Ok(signed_out()) };
-    let finish: RegisterFinish = match parse(&body) {
-        Ok(finish) => finish,
-        Err(response) => return Ok(response),
-    };
+    let Some(finish) = parse::<RegisterFinish>(&body) else { return Ok(bad_request()) };
     let (user_id, ctx) = (user.id, visitor.context());
     match state
         .flow(move |flows| flows.finish_passkey_registration(&user, &finish.challenge, &finish.credential, &ctx))
@@ -208,7 +214,8 @@ async fn remove(
 ) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?.clone();
     let public_id = path.into_inner();
-    let (password, ctx, checked, id) = (typed(&form.current_password), visitor.context(), user.clone(), public_id.clone());
+    let (password, ctx, checked, id) =
+        (typed(&form.current_password), visitor.context(), user.clone(), public_id.clone());
     match state.hashing(move |flows| flows.remove_passkey(&checked, &id, &password, &ctx)).await? {
         Form::Done(true) => Ok(crate::web::visitor::see_other(OVERVIEW)),
         Form::Done(false) => Ok(crate::web::error::error_page(StatusCode::NOT_FOUND, Some(visitor.chrome()), None)),
@@ -222,7 +229,9 @@ async fn remove(
 
 async fn sign_in_start(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     match state.flow(|flows| flows.start_passkey_sign_in()).await? {
-        Some(challenge) => Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?)),
+        Some(challenge) => {
+            Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?))
+        }
         None => Ok(refusal(StatusCode::NOT_FOUND, "not_found", "Passkeys are not offered on this site.")),
     }
 }
@@ -232,16 +241,19 @@ async fn sign_in_finish(
     visitor: Visitor,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let finish: SignInFinish = match parse(&body) {
-        Ok(finish) => finish,
-        Err(response) => return Ok(response),
-    };
+    let Some(finish) = parse::<SignInFinish>(&body) else { return Ok(bad_request()) };
     let ctx = visitor.context();
     let (challenge, credential) = (finish.challenge, finish.credential);
     match state.flow(move |flows| flows.finish_passkey_sign_in(&challenge, &credential, &ctx)).await? {
         PasskeySignIn::SignedIn(user) => {
             metrics::sign_in(SignInResult::SignedIn);
-            tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), method = "passkey", "signed in with a passkey");
+            tracing::info!(
+                event = "sign_in",
+                user_id = user.id,
+                ip = visitor.log_ip(),
+                method = "passkey",
+                "signed in with a passkey"
+            );
             let location = local_path(&finish.next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
             let response = signed_in_response(&state, &visitor, user.id, &location)?;
             Ok(as_json(response, &location))
@@ -289,7 +301,9 @@ async fn second_step_start(state: web::Data<AppState>, visitor: Visitor) -> Resu
         return Ok(start_again("expired", "Sign in with your password again.", "/sign-in"));
     };
     match state.flow(move |flows| flows.start_passkey_second_step(&half)).await? {
-        Some(challenge) => Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?)),
+        Some(challenge) => {
+            Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?))
+        }
         // void, or no passkey any more: the page, reloaded, says which
         None => Ok(start_again("expired", STALE, "/sign-in/two-factor")),
     }
@@ -303,25 +317,35 @@ async fn second_step_finish(
     let Some(half) = visitor.session.half_sign_in() else {
         return Ok(start_again("expired", "Sign in with your password again.", "/sign-in"));
     };
-    let finish: SecondStepFinish = match parse(&body) {
-        Ok(finish) => finish,
-        Err(response) => return Ok(response),
-    };
+    let Some(finish) = parse::<SecondStepFinish>(&body) else { return Ok(bad_request()) };
     let remember = finish.remember && state.settings.trusted_browser_days > 0;
     let checked = half.clone();
-    match state.flow(move |flows| flows.finish_passkey_second_step(&checked, &finish.challenge, &finish.credential)).await? {
+    match state
+        .flow(move |flows| flows.finish_passkey_second_step(&checked, &finish.challenge, &finish.credential))
+        .await?
+    {
         SecondStep::Void => {
             visitor.session.clear_half_sign_in();
             Ok(start_again("expired", "Sign in with your password again.", "/sign-in"))
         }
         SecondStep::Throttled(t) => {
             metrics::sign_in(SignInResult::Throttled);
-            tracing::info!(event = "second_step_throttled", ip = visitor.log_ip(), method = "passkey", "second step throttled");
+            tracing::info!(
+                event = "second_step_throttled",
+                ip = visitor.log_ip(),
+                method = "passkey",
+                "second step throttled"
+            );
             Ok(throttled(&state, t, "Too many failed attempts."))
         }
         SecondStep::Wrong => {
             metrics::sign_in(SignInResult::Wrong);
-            tracing::info!(event = "second_step_failed", ip = visitor.log_ip(), method = "passkey", "second step failed");
+            tracing::info!(
+                event = "second_step_failed",
+                ip = visitor.log_ip(),
+                method = "passkey",
+                "second step failed"
+            );
             Ok(refusal(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
@@ -330,7 +354,13 @@ async fn second_step_finish(
         }
         SecondStep::SignedIn { user, .. } => {
             metrics::sign_in(SignInResult::SignedIn);
-            tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), method = "passkey", "signed in with a second factor");
+            tracing::info!(
+                event = "sign_in",
+                user_id = user.id,
+                ip = visitor.log_ip(),
+                method = "passkey",
+                "signed in with a second factor"
+            );
             let location = local_path(&half.next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
             let mut response = signed_in_response(&state, &visitor, user.id, &location)?;
             if remember {

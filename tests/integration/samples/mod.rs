@@ -333,8 +333,10 @@ fn two_factor_pages() -> Vec<(&'static str, String)> {
         },
     };
     let mut errors = overview(true);
-    errors.passkeys.remove_errors =
-        Some(("pk1".into(), FormErrors::default().with_field("current_password", "That is not your current password.")));
+    errors.passkeys.remove_errors = Some((
+        "pk1".into(),
+        FormErrors::default().with_field("current_password", "That is not your current password."),
+    ));
     errors.passkeys.add_errors = FormErrors::default().with_field("name", "Give the passkey a name.");
     let mut not_offered = overview(false);
     not_offered.passkeys.offered = false;
