@@ -58,36 +58,34 @@
     try { return credential.getClientExtensionResults() || {}; } catch (e) { return {}; }
   }
 
-  function registrationJSON(credential) {
-    var response = credential.response;
-    var transports = typeof response.getTransports === "function" ? response.getTransports() : undefined;
+  // A credential as the server reads it: binary fields as base64url.
+  function credentialJSON(credential, response) {
     return {
       id: credential.id,
       rawId: toText(credential.rawId),
       type: credential.type,
       extensions: extensions(credential),
-      response: {
-        attestationObject: toText(response.attestationObject),
-        clientDataJSON: toText(response.clientDataJSON),
-        transports: transports
-      }
+      response: response
     };
+  }
+
+  function registrationJSON(credential) {
+    var response = credential.response;
+    return credentialJSON(credential, {
+      attestationObject: toText(response.attestationObject),
+      clientDataJSON: toText(response.clientDataJSON),
+      transports: typeof response.getTransports === "function" ? response.getTransports() : undefined
+    });
   }
 
   function assertionJSON(credential) {
     var response = credential.response;
-    return {
-      id: credential.id,
-      rawId: toText(credential.rawId),
-      type: credential.type,
-      extensions: extensions(credential),
-      response: {
-        authenticatorData: toText(response.authenticatorData),
-        clientDataJSON: toText(response.clientDataJSON),
-        signature: toText(response.signature),
-        userHandle: toText(response.userHandle)
-      }
-    };
+    return credentialJSON(credential, {
+      authenticatorData: toText(response.authenticatorData),
+      clientDataJSON: toText(response.clientDataJSON),
+      signature: toText(response.signature),
+      userHandle: toText(response.userHandle)
+    });
   }
 
   // POST JSON; resolves with {status, body} (body: the JSON answer, or {} when it was not JSON)
@@ -146,6 +144,18 @@
     say(status, body.message || "The site could not answer. Try again in a moment.", true);
   }
 
+  var UNREACHABLE = "The site could not be reached. Check your connection and try again.";
+
+  // After a finish (null: nothing was sent): go where the server says, or say why not.
+  function finished(status, answer) {
+    if (!answer) { return; }
+    if (answer.status === 200 && answer.body.location) {
+      window.location.assign(answer.body.location);
+      return;
+    }
+    refused(status, answer);
+  }
+
   function unsupported(root, text) {
     var note = root.querySelector("[data-passkey-unsupported]");
     if (note) {
@@ -197,14 +207,9 @@
             return null;
           });
       }).then(function (answer) {
-        if (!answer) { return; }
-        if (answer.status === 200 && answer.body.location) {
-          window.location.assign(answer.body.location);
-          return;
-        }
-        refused(status, answer);
+        finished(status, answer);
       }).catch(function () {
-        say(status, "The site could not be reached. Check your connection and try again.", true);
+        say(status, UNREACHABLE, true);
       }).then(function () {
         button.disabled = false;
       });
@@ -252,16 +257,9 @@
           return null;
         });
       }).then(function (answer) {
-        if (!answer) { return; }
-        if (answer.status === 200 && answer.body.location) {
-          window.location.assign(answer.body.location);
-          return;
-        }
-        refused(status, answer);
+        finished(status, answer);
       }).catch(function () {
-        if (mediation !== "conditional") {
-          say(status, "The site could not be reached. Check your connection and try again.", true);
-        }
+        if (mediation !== "conditional") { say(status, UNREACHABLE, true); }
       });
     }
 

@@ -12,7 +12,8 @@ use crate::common::TestDb;
 use crate::common::app::{Browser, Page, TestApp};
 use crate::common::authenticator::SoftAuthenticator;
 use crate::common::flows::{
-    ALICE_EMAIL, NEW_PASSWORD, PASSWORD, alice, assert_status, mailed_code, queued, request_reset, secs, spawn, user,
+    ALICE_EMAIL, NEW_PASSWORD, PASSWORD, alice, assert_status, mailed_code, queued, reset_through_email, secs, spawn,
+    user,
 };
 use flex_user::accounts::activity::{Event, Factor, SignInMethod};
 
@@ -409,12 +410,7 @@ fn operator_reset_and_unverified_channel_remove_passkeys(db: &TestDb) {
     assert_status(&add(&browser, &mut key, "Laptop"), StatusCode::OK);
     assert_eq!(app.accounts.two_factor_status(id).unwrap().passkeys, 1);
     app.clock.advance(secs(61));
-    let reset = request_reset(&app, ALICE_EMAIL);
-    let code = app.email_code(ALICE_EMAIL, 1);
-    reset.get("/password-reset/verify");
-    reset.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
-    reset.get("/password-reset/new");
-    reset.post("/password-reset/new", &[("new_password", NEW_PASSWORD)]).assert_redirect("/sign-in");
+    reset_through_email(&app, ALICE_EMAIL, 1, NEW_PASSWORD);
     assert_eq!(app.accounts.two_factor_status(id).unwrap(), Default::default());
     assert_status(&passkey_sign_in(&Browser::new(&app), &mut key), StatusCode::UNAUTHORIZED);
 }
@@ -426,12 +422,7 @@ fn regression_removing_passkeys_records_passkeys(db: &TestDb) {
     let (_browser, _key) = alice_with_passkey(&app);
     let id = user(&app, "alice").unwrap().id;
     app.clock.advance(secs(61));
-    let reset = request_reset(&app, ALICE_EMAIL);
-    let code = app.email_code(ALICE_EMAIL, 1);
-    reset.get("/password-reset/verify");
-    reset.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
-    reset.get("/password-reset/new");
-    reset.post("/password-reset/new", &[("new_password", NEW_PASSWORD)]).assert_redirect("/sign-in");
+    reset_through_email(&app, ALICE_EMAIL, 1, NEW_PASSWORD);
     let events = events(&app, id);
     assert!(events.contains(&Event::SecondFactorRemoved(Factor::Passkey)), "{events:?}");
     assert!(!events.contains(&Event::SecondFactorRemoved(Factor::AuthenticatorApp)), "{events:?}");

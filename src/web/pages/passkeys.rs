@@ -94,6 +94,21 @@ fn as_json(response: HttpResponse, location: &str) -> HttpResponse {
     response
 }
 
+/// A passkey sign-in done: counted and logged as every sign-in, then signed in (a new session
+/// id) for `next` or `/account`. The response (a 303) and where it goes.
+fn signed_in(
+    state: &AppState,
+    visitor: &Visitor,
+    user_id: i64,
+    next: &str,
+    what: &'static str,
+) -> Result<(HttpResponse, String), AppError> {
+    metrics::sign_in(SignInResult::SignedIn);
+    tracing::info!(event = "sign_in", user_id, ip = visitor.log_ip(), method = "passkey", "{what}");
+    let location = local_path(next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
+    Ok((signed_in_response(state, visitor, user_id, &location)?, location))
+}
+
 fn signed_out() -> HttpResponse {
     let location = format!("/sign-in?next={}", crate::web::visitor::url_encode(OVERVIEW));
     json_answer(
@@ -246,16 +261,7 @@ async fn sign_in_finish(
     let (challenge, credential) = (finish.challenge, finish.credential);
     match state.flow(move |flows| flows.finish_passkey_sign_in(&challenge, &credential, &ctx)).await? {
         PasskeySignIn::SignedIn(user) => {
-            metrics::sign_in(SignInResult::SignedIn);
-            tracing::info!(
-                event = "sign_in",
-                user_id = user.id,
-                ip = visitor.log_ip(),
-                method = "passkey",
-                "signed in with a passkey"
-            );
-            let location = local_path(&finish.next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
-            let response = signed_in_response(&state, &visitor, user.id, &location)?;
+            let (response, location) = signed_in(&state, &visitor, user.id, &finish.next, "signed in with a passkey")?;
             Ok(as_json(response, &location))
         }
         PasskeySignIn::Failed => {
@@ -353,16 +359,8 @@ async fn second_step_finish(
             ))
         }
         SecondStep::SignedIn { user, .. } => {
-            metrics::sign_in(SignInResult::SignedIn);
-            tracing::info!(
-                event = "sign_in",
-                user_id = user.id,
-                ip = visitor.log_ip(),
-                method = "passkey",
-                "signed in with a second factor"
-            );
-            let location = local_path(&half.next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
-            let mut response = signed_in_response(&state, &visitor, user.id, &location)?;
+            let (mut response, location) =
+                signed_in(&state, &visitor, user.id, &half.next, "signed in with a second factor")?;
             if remember {
                 remember_browser(&state, &mut response, user.id).await?;
             }
