@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::accounts::activity::{self, Event, IdentifierKind, SignInMethod};
+use crate::accounts::activity::{self, Event, IdentifierKind};
 use crate::accounts::sessions;
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel, CheckError, OtpToken};
@@ -295,8 +295,9 @@ impl Flows {
     /// [`throttles::claim`]), so concurrent guesses cannot pass the check together, every
     /// password checked counts, and none succeeds inside an open window.
     ///
-    /// A wrong password for an existing account is counted in its activity; a success is
-    /// recorded by [`Flows::signed_in`].
+    /// A wrong password for an existing account is counted in its activity. A right one is
+    /// only the first factor: [`Flows::after_first_factor`] signs in (and records it) or asks
+    /// for the second.
     pub fn sign_in(&self, identifier: &str, password: &str, ctx: &RequestContext) -> anyhow::Result<SignIn> {
         let key = self.throttle_key("sign-in", identifier);
         let now = self.now();
@@ -311,8 +312,6 @@ impl Flows {
         };
         let mut conn = self.accounts.conn()?;
         throttles::clear(&mut conn, &key)?;
-        drop(conn);
-        self.signed_in(user.id, SignInMethod::Password, ctx)?;
         Ok(SignIn::SignedIn(user))
     }
 
@@ -633,16 +632,7 @@ impl Flows {
         }
         users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
         // and so do second factors and recovery codes (which moves the factor version)
-        let (factors, _codes) = crate::accounts::factors::remove_all_in(conn, target.user_id)?;
-        if factors > 0 {
-            activity::record(
-                conn,
-                target.user_id,
-                Event::SecondFactorRemoved(activity::Factor::AuthenticatorApp),
-                ctx,
-                now,
-            )?;
-        }
+        crate::accounts::factors::remove_all_in(conn, target.user_id, ctx, now)?;
         Ok(())
     }
 

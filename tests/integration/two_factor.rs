@@ -61,7 +61,7 @@ fn now(app: &TestApp) -> DateTime<Utc> {
 
 /// Alice (signed in) turns on the authenticator app by reading the secret off the page, as a
 /// person types it into an app. Returns the secret and the recovery codes shown once.
-fn enable_totp(app: &TestApp, browser: &Browser) -> (TotpSecret, Vec<String>) {
+pub(crate) fn enable_totp(app: &TestApp, browser: &Browser) -> (TotpSecret, Vec<String>) {
     browser.get("/account/two-factor");
     browser
         .post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)])
@@ -439,7 +439,8 @@ fn reset_keeps_factors(db: &TestDb) {
     enable_totp(&app, &browser);
     app.clock.advance(secs(61));
     let reset = request_reset(&app, ALICE_EMAIL);
-    let code = app.email_code(ALICE_EMAIL, 1);
+    // #1 is the notice that a second factor was added
+    let code = app.email_code(ALICE_EMAIL, 2);
     reset.get("/password-reset/verify");
     reset.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
     reset.get("/password-reset/new");
@@ -498,6 +499,20 @@ fn cli_reset_two_factor(db: &TestDb) {
     Browser::new(&app).sign_in("alice", PASSWORD).assert_redirect("/account");
     let id = user(&app, "alice").unwrap().id;
     assert_eq!(app.accounts.two_factor_status(id).unwrap(), Default::default());
+    let removed = {
+        use diesel::prelude::*;
+        use flex_user::db::schema::activity as events;
+        let mut conn = app.pool.get().unwrap();
+        events::table
+            .filter(events::user_id.eq(id))
+            .filter(events::kind.eq("second_factor_removed"))
+            .filter(events::detail.eq("totp"))
+            .filter(events::ip.is_null())
+            .count()
+            .get_result::<i64>(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(removed, 1, "the operator's reset is in the account's activity");
 
     for args in [["--username", "nobody"], ["--phone", "+12025550000"], ["--email", "bad@"]] {
         let mut cmd = crate::cli::flex_user(&db.env_url(), dir.path());
