@@ -186,7 +186,7 @@ impl Flows {
             // the row is gone unless a concurrent request re-made it: then it stays as it is
             let exists = sessions_table::table.find(&id).count().get_result::<i64>(&mut *conn)? > 0;
             if !exists {
-                self.insert_token(&mut *conn, &id, user_id, ctx)?;
+                self.insert_token(&mut conn, &id, user_id, ctx)?;
             }
         }
         Ok(())

@@ -379,6 +379,10 @@ async fn sign_in_code(
     .await
 }
 
+/// Makes a pending request for a code from what was typed: the account's id (for the log) and
+/// the FLOW's content.
+type StartCodeFlow = fn(&crate::flows::Flows, &str) -> anyhow::Result<(Option<i64>, ApiFlow)>;
+
 /// Both requests for a code (a sign-in, a reset): `start` makes the pending request, which a
 /// FLOW then holds. 202 with the FLOW, the same for known and unknown accounts (a random id
 /// either way) and no sooner than the floor; `event` names the log line.
@@ -387,7 +391,7 @@ async fn code_requested(
     req: &HttpRequest,
     identifier: &Option<String>,
     event: &'static str,
-    start: fn(&crate::flows::Flows, &str) -> anyhow::Result<(Option<i64>, ApiFlow)>,
+    start: StartCodeFlow,
 ) -> Result<HttpResponse, ApiError> {
     let identifier = typed_identifier(identifier)?;
     let started = std::time::Instant::now();
