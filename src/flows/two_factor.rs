@@ -113,44 +113,35 @@ impl Flows {
         ctx: &RequestContext,
     ) -> anyhow::Result<FirstFactorDone> {
         let mut conn = self.accounts.conn()?;
-        let versions = if factors::has_second_factor(&mut conn, user.id)? {
-            (users::credential_version(&mut conn, user.id)?, factors::factor_version(&mut conn, user.id)?)
-        } else {
-            (None, None)
-        };
-        drop(conn);
-        match versions {
-            (Some(credential_version), Some(factor_version))
-                if !trusted.is_some_and(|cookie| self.trusts(cookie, user.id, factor_version)) =>
-            {
-                let at = self.now();
-                let next = next.to_owned();
-                Ok(FirstFactorDone::SecondStep(HalfSignIn {
-                    user_id: user.id,
-                    credential_version,
-                    factor_version,
-                    at,
-                    method,
-                    next,
-                }))
-            }
-            // no second factor, a trusted browser, or deactivated meanwhile (the session that
-            // signing in makes will find the account inactive)
-            _ => {
-                self.signed_in(user.id, method, ctx)?;
-                Ok(FirstFactorDone::SignIn(user))
+        if factors::has_second_factor(&mut conn, user.id)? {
+            let half = self.half_sign_in_in(&mut conn, &user, method, next)?;
+            let vouched = trusted.is_some_and(|cookie| self.trusts(cookie, user.id, half.factor_version));
+            if !vouched {
+                return Ok(FirstFactorDone::SecondStep(half));
             }
         }
+        drop(conn);
+        self.signed_in(user.id, method, ctx)?;
+        Ok(FirstFactorDone::SignIn(user))
     }
 
     /// The half sign-in of `user`, who passed the first factor (`method`) now (the API's).
     pub fn half_sign_in(&self, user: &User, method: SignInMethod) -> anyhow::Result<HalfSignIn> {
-        let mut conn = self.accounts.conn()?;
-        let versions = (users::credential_version(&mut conn, user.id)?, factors::factor_version(&mut conn, user.id)?);
-        // deactivated meanwhile: -1 never matches, so the second step finds it void
-        let (credential_version, factor_version) = (versions.0.unwrap_or(-1), versions.1.unwrap_or(-1));
-        let (at, next) = (self.now(), String::new());
-        Ok(HalfSignIn { user_id: user.id, credential_version, factor_version, at, method, next })
+        self.half_sign_in_in(&mut *self.accounts.conn()?, user, method, "")
+    }
+
+    fn half_sign_in_in(
+        &self,
+        conn: &mut crate::db::AnyConnection,
+        user: &User,
+        method: SignInMethod,
+        next: &str,
+    ) -> anyhow::Result<HalfSignIn> {
+        // deactivated meanwhile: -1, which no account has, so it is void and trusts no cookie
+        let credential_version = users::credential_version(conn, user.id)?.unwrap_or(-1);
+        let factor_version = factors::factor_version(conn, user.id)?.unwrap_or(-1);
+        let (user_id, at, next) = (user.id, self.now(), next.to_owned());
+        Ok(HalfSignIn { user_id, credential_version, factor_version, at, method, next })
     }
 
     /// The user of `half` while it holds: within 5 minutes, the account active, and neither its
