@@ -302,17 +302,36 @@ impl Flows {
         let key = self.throttle_key("sign-in", identifier);
         let now = self.now();
         let mut conn = self.accounts.conn()?;
-        if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
-            return Ok(SignIn::Throttled(throttled));
-        }
+        let claim = match throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
+            Ok(claim) => claim,
+            Err(throttled) => return Ok(SignIn::Throttled(throttled)),
+        };
         drop(conn); // not held across argon2
-        let Some(user) = self.accounts.authenticate(identifier, password)? else {
+        let Some(user) = self.on_turn(&key, claim, || self.accounts.authenticate(identifier, password))? else {
             self.sign_in_failed(identifier, ctx)?;
             return Ok(SignIn::Wrong);
         };
         let mut conn = self.accounts.conn()?;
         throttles::clear(&mut conn, &key)?;
         Ok(SignIn::SignedIn(user))
+    }
+
+    /// Runs `check` (which hashes) on the turn `claim` took of the throttle row `key`. When the
+    /// hashing pool refuses it unevaluated (busy, a 503), the turn is handed back: a refusal for
+    /// load is no guess, and must not cost the next attempt a backoff.
+    pub(crate) fn on_turn<T>(
+        &self,
+        key: &str,
+        claim: throttles::Claim,
+        check: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let result = check();
+        if let Err(e) = &result
+            && e.downcast_ref::<crate::accounts::Busy>().is_some()
+        {
+            throttles::release(&mut *self.accounts.conn()?, key, claim)?;
+        }
+        result
     }
 
     /// The throttle row key for what someone typed: a keyed hash of the normalized identifier,

@@ -126,11 +126,12 @@ impl Flows {
             }
             let key = self.user_throttle_key(CONFIRM_PASSWORD, user.id);
             let mut conn = self.accounts.conn()?;
-            if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
-                return Ok(Deletion::Throttled(throttled));
-            }
+            let claim = match throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
+                Ok(claim) => claim,
+                Err(throttled) => return Ok(Deletion::Throttled(throttled)),
+            };
             drop(conn); // not held across argon2
-            if !self.passwords().verify(&user.password.0, current_password)? {
+            if !self.on_turn(&key, claim, || self.passwords().verify(&user.password.0, current_password))? {
                 errors.add(Some(Field::CurrentPassword), "That is not your current password.");
                 return Ok(Deletion::Invalid(errors));
             }
