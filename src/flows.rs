@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::accounts::activity::{self, Event, IdentifierKind, SignInMethod};
+use crate::accounts::activity::{self, Event, IdentifierKind};
 use crate::accounts::sessions;
 use crate::accounts::throttle::{CODE_BACKOFF_CAP, SIGN_IN_BACKOFF_CAP, Throttled, store as throttles};
 use crate::accounts::tokens::{self, Channel, CheckError, OtpToken};
@@ -300,25 +300,43 @@ impl Flows {
     /// [`throttles::claim`]), so concurrent guesses cannot pass the check together, every
     /// password checked counts, and none succeeds inside an open window.
     ///
-    /// A wrong password for an existing account is counted in its activity; a success is
-    /// recorded by [`Flows::signed_in`].
+    /// A wrong password for an existing account is counted in its activity. A right one is
+    /// only the first factor: [`Flows::after_first_factor`] signs in (and records it) or asks
+    /// for the second.
     pub fn sign_in(&self, identifier: &str, password: &str, ctx: &RequestContext) -> anyhow::Result<SignIn> {
         let key = self.throttle_key("sign-in", identifier);
         let now = self.now();
         let mut conn = self.accounts.conn()?;
-        if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
-            return Ok(SignIn::Throttled(throttled));
-        }
+        let claim = match throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
+            Ok(claim) => claim,
+            Err(throttled) => return Ok(SignIn::Throttled(throttled)),
+        };
         drop(conn); // not held across argon2
-        let Some(user) = self.accounts.authenticate(identifier, password)? else {
+        let Some(user) = self.on_turn(&key, claim, || self.accounts.authenticate(identifier, password))? else {
             self.sign_in_failed(identifier, ctx)?;
             return Ok(SignIn::Wrong);
         };
         let mut conn = self.accounts.conn()?;
         throttles::clear(&mut conn, &key)?;
-        drop(conn);
-        self.signed_in(user.id, SignInMethod::Password, ctx)?;
         Ok(SignIn::SignedIn(user))
+    }
+
+    /// Runs `check` (which hashes) on the turn `claim` took of the throttle row `key`. When the
+    /// hashing pool refuses it unevaluated (busy, a 503), the turn is handed back: a refusal for
+    /// load is no guess, and must not cost the next attempt a backoff.
+    pub(crate) fn on_turn<T>(
+        &self,
+        key: &str,
+        claim: throttles::Claim,
+        check: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let result = check();
+        if let Err(e) = &result
+            && e.downcast_ref::<crate::accounts::Busy>().is_some()
+        {
+            throttles::release(&mut *self.accounts.conn()?, key, claim)?;
+        }
+        result
     }
 
     /// The throttle row key for what someone typed: a keyed hash of the normalized identifier,
@@ -638,10 +656,7 @@ impl Flows {
         }
         users::update_identifiers_in(conn, target.user_id, changes).map_err(account_to_anyhow)?;
         // and so do second factors and recovery codes (which moves the factor version)
-        let removed = crate::accounts::factors::remove_all_in(conn, target.user_id)?;
-        for factor in removed.kinds() {
-            activity::record(conn, target.user_id, Event::SecondFactorRemoved(factor), ctx, now)?;
-        }
+        crate::accounts::factors::remove_all_in(conn, target.user_id, ctx, now)?;
         Ok(())
     }
 

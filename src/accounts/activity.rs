@@ -18,9 +18,11 @@ use crate::db::schema::activity;
 use crate::db::{AnyConnection, db_time};
 pub use crate::domain::RequestContext;
 
-/// How someone signed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How someone signed in. (Carried by a half sign-in until its second step: the first factor's
+/// method is what the sign-in is recorded as, unless a recovery code finishes it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum SignInMethod {
+    #[default]
     Password,
     /// A one-time code by email or SMS (emitted by the code sign-in, `/sign-in/code`).
     Code,

@@ -403,43 +403,26 @@ pub(crate) fn disable_totp_in(conn: &mut AnyConnection, user_id: i64) -> QueryRe
     Ok(removed > 0)
 }
 
-/// What [`remove_all_in`] removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Removed {
-    /// The authenticator app was on.
-    pub totp: bool,
-    pub passkeys: usize,
-    pub recovery_codes: usize,
-}
-
-impl Removed {
-    /// The kinds of factor that went (for the activity log).
-    pub fn kinds(&self) -> Vec<super::activity::Factor> {
-        use super::activity::Factor;
-        let mut kinds = Vec::new();
-        if self.totp {
-            kinds.push(Factor::AuthenticatorApp);
-        }
-        if self.passkeys > 0 {
-            kinds.push(Factor::Passkey);
-        }
-        kinds
-    }
-}
-
-/// Removes every second factor (authenticator app and passkeys) and recovery code of the account
-/// (the operator's reset, the unverified-channel rule, deleting the account).
-pub(crate) fn remove_all_in(conn: &mut AnyConnection, user_id: i64) -> QueryResult<Removed> {
-    let of_kind = |kind: &'static str| {
-        second_factors::table.filter(second_factors::user_id.eq(user_id)).filter(second_factors::kind.eq(kind))
-    };
-    let totp = diesel::delete(of_kind(TOTP_KIND)).execute(conn)? > 0;
-    let passkeys = diesel::delete(of_kind(super::passkeys::PASSKEY_KIND)).execute(conn)?;
-    diesel::delete(second_factors::table.filter(second_factors::user_id.eq(user_id))).execute(conn)?;
-    let recovery_codes =
-        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
+/// Removes every second factor and recovery code of the account (the operator's reset, the
+/// unverified-channel rule, deletion), each removed factor recorded in the account's activity
+/// as from `ctx`.
+pub(crate) fn remove_all_in(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    ctx: &super::activity::RequestContext,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    use super::activity::{self, Event, Factor};
+    let kinds: Vec<String> = diesel::delete(second_factors::table.filter(second_factors::user_id.eq(user_id)))
+        .returning(second_factors::kind)
+        .get_results(conn)?;
+    diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
     bump_factor_version(conn, user_id)?;
-    Ok(Removed { totp, passkeys, recovery_codes })
+    for kind in kinds {
+        let factor = if kind == TOTP_KIND { Factor::AuthenticatorApp } else { Factor::Passkey };
+        activity::record(conn, user_id, Event::SecondFactorRemoved(factor), ctx, now)?;
+    }
+    Ok(())
 }
 
 /// The throttle row of the account's second step: every second factor (a code, a recovery code,
@@ -536,14 +519,16 @@ impl super::Accounts {
     }
 
     /// Removes every second factor and recovery code of the account (`flex-user
-    /// reset-two-factor`). `Ok(false)`: no such user.
+    /// reset-two-factor`), recorded in its activity without an IP address or browser (an
+    /// operator's act). `Ok(false)`: no such user.
     pub fn reset_two_factor(&self, user_id: i64) -> anyhow::Result<bool> {
+        let now = self.now();
         let mut conn = self.conn()?;
         Ok(crate::db::write_transaction(&mut conn, |conn| {
             if super::users::get(conn, user_id)?.is_none() {
                 return Ok(false);
             }
-            remove_all_in(conn, user_id)?;
+            remove_all_in(conn, user_id, &Default::default(), now)?;
             Ok::<_, diesel::result::Error>(true)
         })?)
     }
@@ -556,47 +541,69 @@ impl super::Accounts {
     /// step later than the last accepted one (a conditional UPDATE); a recovery code is used up
     /// by one DELETE. Either way, of concurrent posts of one code exactly one wins.
     pub fn verify_second_factor(&self, user_id: i64, code: &str) -> anyhow::Result<SecondFactorCheck> {
+        self.verify_second_factor_then(user_id, code, |_, _| Ok(()))
+    }
+
+    /// [`Accounts::verify_second_factor`], and when the factor is right, `then` inside the
+    /// transaction that spends it: what the caller records of the sign-in (its event, the
+    /// recovery-code notice) commits with the spending, or neither does.
+    pub(crate) fn verify_second_factor_then(
+        &self,
+        user_id: i64,
+        code: &str,
+        then: impl FnOnce(&mut AnyConnection, &SecondFactorCheck) -> anyhow::Result<()>,
+    ) -> anyhow::Result<SecondFactorCheck> {
         use super::throttle::{SIGN_IN_BACKOFF_CAP, store as throttles};
         let now = self.now();
         let key = second_factor_throttle_key(&self.keys().secret, user_id);
         let mut conn = self.conn()?;
+        // the turn is claimed (and committed) before anything is checked
         if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
             return Ok(SecondFactorCheck::Throttled(throttled));
         }
         let keys = self.factor_keys();
         let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-        let result = if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
-            match totp_factor(&mut conn, user_id)? {
-                Some(factor) => match factor.secret(&keys, user_id) {
-                    Some(secret) => match secret.check(&digits, now) {
-                        Some(step)
-                            if step as i64 > factor.last_step && accept_step(&mut conn, factor.id, step, now)? =>
-                        {
-                            SecondFactorCheck::Totp
-                        }
-                        _ => SecondFactorCheck::Wrong,
-                    },
-                    None => {
-                        tracing::warn!(
-                            user_id,
-                            "this account's authenticator secret does not open under the current secret key \
-                             (was FLEX_USER_SECRET_KEY changed?); `flex-user reset-two-factor` lets the user set it up again"
-                        );
-                        SecondFactorCheck::Wrong
-                    }
-                },
-                None => SecondFactorCheck::Wrong,
+        crate::db::write_transaction(&mut conn, |conn| {
+            let result = if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                check_totp_in(conn, &keys, user_id, &digits, now)?
+            } else if consume_recovery_code(conn, &keys, user_id, code)? {
+                SecondFactorCheck::RecoveryCode { left: recovery_codes_left(conn, user_id)? }
+            } else {
+                SecondFactorCheck::Wrong
+            };
+            if result != SecondFactorCheck::Wrong {
+                throttles::clear(conn, &key)?;
+                then(conn, &result)?;
             }
-        } else if consume_recovery_code(&mut conn, &keys, user_id, code)? {
-            SecondFactorCheck::RecoveryCode { left: recovery_codes_left(&mut conn, user_id)? }
-        } else {
-            SecondFactorCheck::Wrong
-        };
-        if result != SecondFactorCheck::Wrong {
-            throttles::clear(&mut conn, &key)?;
-        }
-        Ok(result)
+            Ok(result)
+        })
     }
+}
+
+/// An authenticator code for the account, accepted when right for a step later than the last
+/// accepted one (which it becomes); wrong otherwise.
+fn check_totp_in(
+    conn: &mut AnyConnection,
+    keys: &FactorKeys,
+    user_id: i64,
+    digits: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<SecondFactorCheck> {
+    let Some(factor) = totp_factor(conn, user_id)? else { return Ok(SecondFactorCheck::Wrong) };
+    let Some(secret) = factor.secret(keys, user_id) else {
+        tracing::warn!(
+            user_id,
+            "this account's authenticator secret does not open under the current secret key \
+             (was FLEX_USER_SECRET_KEY changed?); `flex-user reset-two-factor` lets the user set it up again"
+        );
+        return Ok(SecondFactorCheck::Wrong);
+    };
+    Ok(match secret.check(digits, now) {
+        Some(step) if step as i64 > factor.last_step && accept_step(conn, factor.id, step, now)? => {
+            SecondFactorCheck::Totp
+        }
+        _ => SecondFactorCheck::Wrong,
+    })
 }
 
 #[cfg(test)]

@@ -204,6 +204,13 @@ fn work(receiver: &Mutex<Receiver<Job>>, shared: &Shared, params: &Params) {
     }
 }
 
+/// One hash on the calling thread, outside the pool: the start-up's dummy hash (one buffer, once,
+/// before the pool serves; so it cannot be refused as busy).
+pub(crate) fn hash_here(params: &Params, password: &str) -> anyhow::Result<String> {
+    let mut memory = vec![Block::default(); params.block_count()];
+    hash_new(&mut memory, params, password).map_err(anyhow::Error::msg)
+}
+
 /// argon2id v19 of `password` with a fresh salt, into the thread's buffer; the PHC string is
 /// the same as the `argon2` crate's own `hash_password` makes.
 fn hash_new(memory: &mut [Block], params: &Params, password: &str) -> Result<String, String> {

@@ -29,8 +29,8 @@ impl Passwords {
     pub fn new(cost: HashCost, size: HashPoolSize) -> anyhow::Result<Self> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let dummy = super::hash_pool::hash_here(&params, &random_text(24))?;
         let pool = HashPool::start(params, size)?;
-        let dummy = pool.hash(&random_text(24))?;
         Ok(Self { pool, dummy })
     }
 

@@ -82,6 +82,16 @@ pub(crate) mod store {
             })
     }
 
+    /// A turn [`claim`] took: what [`release`] needs to hand it back.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[must_use = "a claimed turn is cleared on success, or released when never evaluated"]
+    pub(crate) struct Claim {
+        /// The row before the claim (`None`: there was none).
+        before: Option<Backoff>,
+        /// The row's version once claimed.
+        version: i32,
+    }
+
     /// Claims one attempt: `Err` while the window is open (nothing counted); else the attempt is
     /// counted as a failure and the next window opened, until [`clear`] says it succeeded.
     pub(crate) fn claim(
@@ -89,7 +99,7 @@ pub(crate) mod store {
         key: &str,
         now: DateTime<Utc>,
         cap: Duration,
-    ) -> QueryResult<Result<Backoff, Throttled>> {
+    ) -> QueryResult<Result<Claim, Throttled>> {
         for _ in 0..64 {
             match load(conn, key)? {
                 None => {
@@ -100,10 +110,11 @@ pub(crate) mod store {
                             throttles::failures.eq(next.failures as i32),
                             throttles::until.eq(next.until.map(db_time)),
                             throttles::updated_at.eq(db_time(now)),
+                            throttles::version.eq(0),
                         ))
                         .execute(conn);
                     match inserted {
-                        Ok(_) => return Ok(Ok(next)),
+                        Ok(_) => return Ok(Ok(Claim { before: None, version: 0 })),
                         // someone inserted it first: go round and claim against theirs
                         Err(e) if crate::db::unique_violation(&e).is_some() => continue,
                         Err(e) => return Err(e),
@@ -125,12 +136,30 @@ pub(crate) mod store {
                     ))
                     .execute(conn)?;
                     if changed == 1 {
-                        return Ok(Ok(next));
+                        return Ok(Ok(Claim { before: Some(backoff), version: version.wrapping_add(1) }));
                     }
                 }
             }
         }
         Err(diesel::result::Error::RollbackTransaction)
+    }
+
+    /// Hands back a turn whose attempt was never evaluated (the hashing pool refused it for
+    /// load): the row is as it was before [`claim`], unless another attempt claimed since (then
+    /// both turns stay taken). One conditional write; true when handed back.
+    pub(crate) fn release(conn: &mut AnyConnection, key: &str, claim: Claim) -> QueryResult<bool> {
+        let mine = throttles::table.filter(throttles::key.eq(key)).filter(throttles::version.eq(claim.version));
+        let changed = match claim.before {
+            None => diesel::delete(mine).execute(conn)?,
+            Some(before) => diesel::update(mine)
+                .set((
+                    throttles::failures.eq(before.failures.min(i32::MAX as u32) as i32),
+                    throttles::until.eq(before.until.map(db_time)),
+                    throttles::version.eq(claim.version.wrapping_add(1)),
+                ))
+                .execute(conn)?,
+        };
+        Ok(changed == 1)
     }
 
     /// A success (or a fresh start, such as a new reset request): the count starts again.

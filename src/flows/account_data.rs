@@ -138,11 +138,12 @@ impl Flows {
             }
             let key = self.user_throttle_key(CONFIRM_PASSWORD, user.id);
             let mut conn = self.accounts.conn()?;
-            if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
-                return Ok(Deletion::Throttled(throttled));
-            }
+            let claim = match throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
+                Ok(claim) => claim,
+                Err(throttled) => return Ok(Deletion::Throttled(throttled)),
+            };
             drop(conn); // not held across argon2
-            if !self.passwords().verify(&user.password.0, current_password)? {
+            if !self.on_turn(&key, claim, || self.passwords().verify(&user.password.0, current_password))? {
                 errors.add(Some(Field::CurrentPassword), "That is not your current password.");
                 return Ok(Deletion::Invalid(errors));
             }
@@ -165,7 +166,8 @@ impl Flows {
     /// typed identifier. `Ok(false)`: no such user.
     pub fn delete_user(&self, user_id: i64) -> anyhow::Result<bool> {
         let keys: Vec<String> = USER_THROTTLES.iter().map(|p| self.user_throttle_key(p, user_id)).collect();
-        self.transaction(|conn| delete_user_in(conn, user_id, &keys))
+        let now = self.now();
+        self.transaction(|conn| delete_user_in(conn, user_id, &keys, now))
     }
 
     /// What is kept about the user (`None`: no such user). See [`Export`].
@@ -237,7 +239,12 @@ impl Flows {
 }
 
 /// The deletion itself; call inside a write transaction.
-fn delete_user_in(conn: &mut AnyConnection, user_id: i64, throttle_keys: &[String]) -> anyhow::Result<bool> {
+fn delete_user_in(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    throttle_keys: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<bool> {
     let token_ids: Vec<i64> =
         otp_tokens::table.filter(otp_tokens::user_id.eq(user_id)).select(otp_tokens::id).load(conn)?;
     // the messages that carry their codes, sent or not (a sent one holds no text any more)
@@ -245,12 +252,13 @@ fn delete_user_in(conn: &mut AnyConnection, user_id: i64, throttle_keys: &[Strin
     sessions::end_all_for_user(conn, user_id)?;
     diesel::delete(throttles_table::table.filter(throttles_table::key.eq_any(throttle_keys))).execute(conn)?;
     diesel::delete(otp_tokens::table.filter(otp_tokens::user_id.eq(user_id))).execute(conn)?;
+    // before the activity goes, as it records what it removed
+    crate::accounts::factors::remove_all_in(conn, user_id, &Default::default(), now)?;
     // its activity, known browsers and notice counts go by ON DELETE CASCADE; said here too, so
     // the deletion does not hang on the foreign-key setting of the connection
     diesel::delete(activity_table::table.filter(activity_table::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(known_browsers::table.filter(known_browsers::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(notice_log::table.filter(notice_log::user_id.eq(user_id))).execute(conn)?;
-    crate::accounts::factors::remove_all_in(conn, user_id)?;
     crate::accounts::passkeys::remove_challenges_of(conn, user_id)?;
     let deleted = diesel::delete(users_table::table.find(user_id)).execute(conn)?;
     Ok(deleted == 1)

@@ -22,12 +22,14 @@ use serde::{Deserialize, Serialize};
 
 use super::two_factor::{self, HalfSignIn};
 use super::{Flows, PendingReset, PendingSignIn};
+use crate::accounts::activity::SignInMethod;
 use crate::accounts::factors;
 use crate::accounts::sessions;
 use crate::accounts::throttle::Throttled;
 use crate::accounts::users::{self, User};
 use crate::db::schema::{api_flows, sessions as sessions_table};
 use crate::db::{AnyConnection, db_time};
+use crate::domain::RequestContext;
 
 /// The session-state key that marks a session as an API token.
 const API_TOKEN: &str = "api_token";
@@ -117,40 +119,44 @@ const MAX_SECRET_LEN: usize = 128;
 
 impl Flows {
     /// A new token for `user_id`: a server-side session of the user, signed in now.
-    pub fn issue_token(&self, user_id: i64) -> anyhow::Result<Token> {
+    pub fn issue_token(&self, user_id: i64, ctx: &RequestContext) -> anyhow::Result<Token> {
         let key = random_secret();
+        self.insert_token(&mut *self.accounts.conn()?, &sessions::id_hash(&key), user_id, ctx)?;
+        Ok(Token(key))
+    }
+
+    /// The sessions row of a token (`id`: its key's hash) of `user_id`, signed in now, first
+    /// used from `ctx`, with a new public id.
+    fn insert_token(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        user_id: i64,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<()> {
         let now = self.now();
         let state = serde_json::to_string(&std::collections::HashMap::from([
             (USER_ID, serde_json::to_string(&user_id)?),
             (SIGNED_IN_AT, serde_json::to_string(&now)?),
             (API_TOKEN, "true".to_owned()),
         ]))?;
-        let mut conn = self.accounts.conn()?;
         let public_id = sessions::new_public_id();
-        sessions::insert(
-            &mut conn,
-            &sessions::id_hash(&key),
-            Some(user_id),
-            Some(&public_id),
-            &state,
-            now,
-            self.lifetime,
-            None,
-        )?;
-        Ok(Token(key))
+        sessions::insert(conn, id, Some(user_id), Some(&public_id), &state, now, self.lifetime, Some(ctx))?;
+        Ok(())
     }
 
     /// The user a live token belongs to, if that account is active; the use slides the idle
-    /// deadline as a browser's request does. A token of an account deactivated or deleted
+    /// deadline as a browser's request does, and is stored (from `ctx`: IP and User-Agent, for
+    /// the sessions page) at most once a minute. A token of an account deactivated or deleted
     /// meanwhile ends here.
-    pub fn token_user(&self, token: &str) -> anyhow::Result<Option<User>> {
+    pub fn token_user(&self, token: &str, ctx: &RequestContext) -> anyhow::Result<Option<User>> {
         if token.is_empty() || token.len() > MAX_SECRET_LEN {
             return Ok(None);
         }
         let id = sessions::id_hash(token);
         let now = self.now();
         let mut conn = self.accounts.conn()?;
-        let Some(state) = sessions::load(&mut conn, &id, now)? else { return Ok(None) };
+        let Some(state) = sessions::load_seen(&mut conn, &id, now, Some(ctx))? else { return Ok(None) };
         let state: std::collections::HashMap<String, String> = serde_json::from_str(&state)?;
         let user_id = match (state.get(API_TOKEN).map(String::as_str), state.get(USER_ID)) {
             (Some("true"), Some(user_id)) => serde_json::from_str::<i64>(user_id)?,
@@ -173,21 +179,14 @@ impl Flows {
     /// Keeps `token` of `user_id` alive after a change that ended every session of the user
     /// (a password change ends every *other* session and token): the same token, a new row,
     /// as the page's session carries on under a renewed id. Nothing when the user is gone.
-    pub fn keep_token(&self, token: &str, user_id: i64) -> anyhow::Result<()> {
+    pub fn keep_token(&self, token: &str, user_id: i64, ctx: &RequestContext) -> anyhow::Result<()> {
         let id = sessions::id_hash(token);
-        let now = self.now();
-        let state = serde_json::to_string(&std::collections::HashMap::from([
-            (USER_ID, serde_json::to_string(&user_id)?),
-            (SIGNED_IN_AT, serde_json::to_string(&now)?),
-            (API_TOKEN, "true".to_owned()),
-        ]))?;
         let mut conn = self.accounts.conn()?;
         if users::get(&mut conn, user_id)?.is_some_and(|u| u.is_active) {
             // the row is gone unless a concurrent request re-made it: then it stays as it is
             let exists = sessions_table::table.find(&id).count().get_result::<i64>(&mut *conn)? > 0;
             if !exists {
-                let public_id = sessions::new_public_id();
-                sessions::insert(&mut conn, &id, Some(user_id), Some(&public_id), &state, now, self.lifetime, None)?;
+                self.insert_token(&mut conn, &id, user_id, ctx)?;
             }
         }
         Ok(())
@@ -249,9 +248,9 @@ impl Flows {
         Ok(deleted == 1)
     }
 
-    /// A second step for `user`, who passed the first factor now.
-    pub fn pending_second_step(&self, user: &User) -> anyhow::Result<ApiFlow> {
-        let half = self.half_sign_in(user)?;
+    /// A second step for `user`, who passed the first factor (`method`) now.
+    pub fn pending_second_step(&self, user: &User, method: SignInMethod) -> anyhow::Result<ApiFlow> {
+        let half = self.half_sign_in(user, method)?;
         Ok(ApiFlow::TwoFactor(PendingSecondStep { half }))
     }
 
@@ -268,8 +267,13 @@ impl Flows {
     /// Checks the second step's `code` (an authenticator code or an unused recovery code), as
     /// the page's second step does: the same backoff per account, the same replay guard; a void
     /// half sign-in answers as a wrong code.
-    pub fn check_second_step(&self, pending: &PendingSecondStep, code: &str) -> anyhow::Result<SecondStep> {
-        Ok(match self.second_step(&pending.half, code)? {
+    pub fn check_second_step(
+        &self,
+        pending: &PendingSecondStep,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<SecondStep> {
+        Ok(match self.second_step(&pending.half, code, ctx)? {
             two_factor::SecondStep::SignedIn { user, .. } => SecondStep::Proven(user),
             two_factor::SecondStep::Throttled(throttled) => SecondStep::Throttled(throttled),
             two_factor::SecondStep::Wrong | two_factor::SecondStep::Void => SecondStep::Wrong,

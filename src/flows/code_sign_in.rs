@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{CodeCheck, Flows, ResetTarget};
-use crate::accounts::activity::{self, Event, SignInMethod};
+use crate::accounts::activity::{self, Event};
 use crate::accounts::throttle::Throttled;
 use crate::accounts::tokens::{self, Purpose};
 use crate::accounts::users::{self, User};
@@ -67,8 +67,9 @@ impl Flows {
     /// were set up by whoever held the account before this address was proven. The username
     /// stays. No account or a void sign-in answers as a wrong code, backoff included.
     ///
-    /// A proven code is recorded as a sign-in with a code ([`Flows::signed_in`]); a wrong one for
-    /// an existing account as a failed sign-in in its activity (seen only by its owner).
+    /// A proven code is a first factor: [`Flows::after_first_factor`] signs in (recorded as a
+    /// code sign-in) or asks for the second. A wrong one for an existing account is a failed
+    /// sign-in in its activity (seen only by its owner).
     pub fn sign_in_with_code(
         &self,
         pending: &PendingSignIn,
@@ -94,10 +95,7 @@ impl Flows {
         }
         let Some(target) = &pending.target else { return Ok(CodeSignIn::Wrong) };
         Ok(match self.complete_code_sign_in(target, ctx)? {
-            Some(user) => {
-                self.signed_in(user.id, SignInMethod::Code, ctx)?;
-                CodeSignIn::Proven(user)
-            }
+            Some(user) => CodeSignIn::Proven(user),
             None => CodeSignIn::Wrong,
         })
     }

@@ -376,12 +376,15 @@ impl Flows {
 
     /// The second call of a passkey as the second step: void as the half sign-in is; the
     /// per-account backoff of the second step, claimed first; then the ceremony, which must be
-    /// this half sign-in's, and the assertion, by one of the account's passkeys.
+    /// this half sign-in's, and the assertion, by one of the account's passkeys. The credential's
+    /// update and the sign-in's record (as the first factor's method, as a code's second step
+    /// is) commit together.
     pub fn finish_passkey_second_step(
         &self,
         half: &HalfSignIn,
         challenge: &str,
         credential: &PublicKeyCredential,
+        ctx: &RequestContext,
     ) -> anyhow::Result<SecondStep> {
         let Some(rp) = &self.relying_party else { return Ok(SecondStep::Void) };
         let Some(user) = self.half_sign_in_user(half)? else { return Ok(SecondStep::Void) };
@@ -405,16 +408,21 @@ impl Flows {
                 return Ok(SecondStep::Wrong);
             }
         };
-        let stored =
-            passkeys::stored_of(&mut conn, user.id)?.into_iter().find(|s| s.passkey.cred_id() == result.cred_id());
-        match stored {
-            Some(stored) if self.store_use(&mut conn, &stored, &result)? => {}
-            _ => return Ok(SecondStep::Wrong),
-        }
-        throttles::clear(&mut conn, &key)?;
-        // a factor used is the sign-in's last step
-        users::record_login(&mut conn, user.id, now)?;
-        Ok(SecondStep::SignedIn { user, recovery_left: None })
+        let Some(stored) =
+            passkeys::stored_of(&mut conn, user.id)?.into_iter().find(|s| s.passkey.cred_id() == result.cred_id())
+        else {
+            return Ok(SecondStep::Wrong);
+        };
+        drop(conn);
+        let signed_in = self.transaction(|conn| {
+            if !self.store_use(conn, &stored, &result)? {
+                return Ok(false);
+            }
+            throttles::clear(conn, &key)?;
+            self.signed_in_in(conn, user.id, half.method(), ctx)?;
+            Ok::<_, anyhow::Error>(true)
+        })?;
+        Ok(if signed_in { SecondStep::SignedIn { user, recovery_left: None } } else { SecondStep::Wrong })
     }
 
     /// `POST /account/passkeys/{id}/delete`: `Done(false)` when the account has no such passkey

@@ -19,13 +19,21 @@ impl Flows {
     /// verified email. Every way of signing in calls this once the person is signed in
     /// (password, code, passkey, the second step).
     pub fn signed_in(&self, user_id: i64, method: SignInMethod, ctx: &RequestContext) -> anyhow::Result<()> {
+        self.transaction(|conn| self.signed_in_in(conn, user_id, method, ctx))
+    }
+
+    /// [`Flows::signed_in`] inside a transaction (the second step's, which spends the factor).
+    pub(crate) fn signed_in_in(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: i64,
+        method: SignInMethod,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<()> {
         let now = self.now();
-        self.transaction(|conn| {
-            users::record_login(conn, user_id, now)?;
-            activity::record(conn, user_id, Event::SignedIn(method), ctx, now)?;
-            self.note_browser_in(conn, user_id, ctx, true)?;
-            Ok::<_, anyhow::Error>(())
-        })
+        users::record_login(conn, user_id, now)?;
+        activity::record(conn, user_id, Event::SignedIn(method), ctx, now)?;
+        self.note_browser_in(conn, user_id, ctx, true)
     }
 
     /// Inside a transaction: remembers the request's browser for the account; when it is new

@@ -16,9 +16,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Flows, Form};
+use crate::accounts::activity::{self, Event, Factor, SignInMethod};
 use crate::accounts::factors::{self, FactorKeys, RecoveryCode, SecondFactorCheck, TotpSecret, TwoFactorStatus};
 use crate::accounts::users::{self, Field, FieldErrors};
 use crate::accounts::{Throttled, User};
+use crate::delivery::notices::{self, Notice};
+use crate::domain::RequestContext;
 
 /// How long the second step waits after the first factor.
 pub const HALF_SIGN_IN_TTL: Duration = Duration::minutes(5);
@@ -35,8 +38,19 @@ pub struct HalfSignIn {
     credential_version: i32,
     factor_version: i32,
     at: DateTime<Utc>,
+    /// How the first factor was proven: what the sign-in is recorded as once the second step
+    /// passes (a password, unless said otherwise by a half sign-in made before this was kept).
+    #[serde(default)]
+    method: SignInMethod,
     /// Where to go after the second step (a local path, or empty for the default).
     pub next: String,
+}
+
+impl HalfSignIn {
+    /// How the first factor was proven (what a passed second step records the sign-in as).
+    pub(crate) fn method(&self) -> SignInMethod {
+        self.method
+    }
 }
 
 /// A new authenticator secret waiting for its first code.
@@ -93,41 +107,48 @@ impl Flows {
         FactorKeys::new(&self.secret)
     }
 
-    /// After any first factor is proven (a password now; a code sign-in next): sign in, unless the
-    /// account has a second factor and `trusted` (the trusted-browser cookie, if any) does not
-    /// vouch for this account at its current factor version.
-    pub fn after_first_factor(&self, user: User, trusted: Option<&str>, next: &str) -> anyhow::Result<FirstFactorDone> {
+    /// After a first factor (`method`: a password or a code) is proven: sign in, recorded with
+    /// [`Flows::signed_in`], unless the account has a second factor and `trusted` (the
+    /// trusted-browser cookie, if any) does not vouch for this account at its current factor
+    /// version; then the half sign-in, and nothing is recorded until the second step passes.
+    pub fn after_first_factor(
+        &self,
+        user: User,
+        method: SignInMethod,
+        trusted: Option<&str>,
+        next: &str,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<FirstFactorDone> {
         let mut conn = self.accounts.conn()?;
-        if !factors::has_second_factor(&mut conn, user.id)? {
-            return Ok(FirstFactorDone::SignIn(user));
-        }
-        if let Some(factor_version) = factors::factor_version(&mut conn, user.id)?
-            && trusted.is_some_and(|cookie| self.trusts(cookie, user.id, factor_version))
-        {
-            return Ok(FirstFactorDone::SignIn(user));
+        if factors::has_second_factor(&mut conn, user.id)? {
+            let half = self.half_sign_in_in(&mut conn, &user, method, next)?;
+            let vouched = trusted.is_some_and(|cookie| self.trusts(cookie, user.id, half.factor_version));
+            if !vouched {
+                return Ok(FirstFactorDone::SecondStep(half));
+            }
         }
         drop(conn);
-        let mut half = self.half_sign_in(&user)?;
-        half.next = next.to_owned();
-        Ok(FirstFactorDone::SecondStep(half))
+        self.signed_in(user.id, method, ctx)?;
+        Ok(FirstFactorDone::SignIn(user))
     }
 
-    /// The half sign-in of `user`, who passed the first factor now (the page's and the API's).
-    pub fn half_sign_in(&self, user: &User) -> anyhow::Result<HalfSignIn> {
-        let mut conn = self.accounts.conn()?;
-        let (Some(credential_version), Some(factor_version)) =
-            (users::credential_version(&mut conn, user.id)?, factors::factor_version(&mut conn, user.id)?)
-        else {
-            // deactivated meanwhile: the second step will find it void
-            return Ok(HalfSignIn {
-                user_id: user.id,
-                credential_version: -1,
-                factor_version: -1,
-                at: self.now(),
-                next: String::new(),
-            });
-        };
-        Ok(HalfSignIn { user_id: user.id, credential_version, factor_version, at: self.now(), next: String::new() })
+    /// The half sign-in of `user`, who passed the first factor (`method`) now (the API's).
+    pub fn half_sign_in(&self, user: &User, method: SignInMethod) -> anyhow::Result<HalfSignIn> {
+        self.half_sign_in_in(&mut *self.accounts.conn()?, user, method, "")
+    }
+
+    fn half_sign_in_in(
+        &self,
+        conn: &mut crate::db::AnyConnection,
+        user: &User,
+        method: SignInMethod,
+        next: &str,
+    ) -> anyhow::Result<HalfSignIn> {
+        // deactivated meanwhile: -1, which no account has, so it is void and trusts no cookie
+        let credential_version = users::credential_version(conn, user.id)?.unwrap_or(-1);
+        let factor_version = factors::factor_version(conn, user.id)?.unwrap_or(-1);
+        let (user_id, at, next) = (user.id, self.now(), next.to_owned());
+        Ok(HalfSignIn { user_id, credential_version, factor_version, at, method, next })
     }
 
     /// The user of `half` while it holds: within 5 minutes, the account active, and neither its
@@ -146,21 +167,31 @@ impl Flows {
         Ok(users::get(&mut conn, half.user_id)?.filter(|u| u.is_active))
     }
 
-    /// `POST /sign-in/two-factor`: an authenticator code or an unused recovery code.
-    pub fn second_step(&self, half: &HalfSignIn, code: &str) -> anyhow::Result<SecondStep> {
+    /// `POST /sign-in/two-factor`: an authenticator code or an unused recovery code. A right one
+    /// signs in, recorded (as the first factor's method, or as a recovery code, which also tells
+    /// the account how many are left) in the transaction that spends it.
+    pub fn second_step(&self, half: &HalfSignIn, code: &str, ctx: &RequestContext) -> anyhow::Result<SecondStep> {
         let Some(user) = self.half_sign_in_user(half)? else { return Ok(SecondStep::Void) };
-        Ok(match self.accounts.verify_second_factor(user.id, code)? {
+        let now = self.now();
+        let check = self.accounts.verify_second_factor_then(user.id, code, |conn, check| {
+            let method = match check {
+                SecondFactorCheck::RecoveryCode { left } => {
+                    let left = u32::try_from(*left).unwrap_or(0);
+                    notices::queue(conn, user.id, Notice::RecoveryCodeUsed { left }, ctx, &self.site, now)?;
+                    SignInMethod::RecoveryCode
+                }
+                _ => half.method,
+            };
+            self.signed_in_in(conn, user.id, method, ctx)
+        })?;
+        if check != SecondFactorCheck::Wrong {
+            self.wake.notify_one(); // a notice may be queued
+        }
+        Ok(match check {
             SecondFactorCheck::Throttled(throttled) => SecondStep::Throttled(throttled),
             SecondFactorCheck::Wrong => SecondStep::Wrong,
-            check => {
-                // a factor used is the sign-in's last step
-                users::record_login(&mut *self.accounts.conn()?, user.id, self.now())?;
-                let recovery_left = match check {
-                    SecondFactorCheck::RecoveryCode { left } => Some(left),
-                    _ => None,
-                };
-                SecondStep::SignedIn { user, recovery_left }
-            }
+            SecondFactorCheck::RecoveryCode { left } => SecondStep::SignedIn { user, recovery_left: Some(left) },
+            SecondFactorCheck::Totp => SecondStep::SignedIn { user, recovery_left: None },
         })
     }
 
@@ -246,13 +277,29 @@ impl Flows {
         Ok(self.factor_keys().open(&pending.sealed, &setup_context(user.id)).map(TotpSecret::from_bytes))
     }
 
-    /// `POST /account/two-factor/totp`: turns the app on when `code` is right.
-    pub fn confirm_totp(&self, user: &User, pending: &PendingTotp, code: &str) -> anyhow::Result<TotpConfirm> {
+    /// `POST /account/two-factor/totp`: turns the app on when `code` is right; recorded and told
+    /// in the same transaction.
+    pub fn confirm_totp(
+        &self,
+        user: &User,
+        pending: &PendingTotp,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<TotpConfirm> {
         let Some(secret) = self.pending_totp_secret(user, pending)? else { return Ok(TotpConfirm::Void) };
-        if secret.check(code, self.now()).is_none() {
-            return Ok(TotpConfirm::Wrong);
-        }
-        Ok(match self.accounts.enable_totp_at_version(user.id, pending.factor_version, &secret, code)? {
+        let now = self.now();
+        let Some(step) = secret.check(code, now) else { return Ok(TotpConfirm::Wrong) };
+        let keys = self.factor_keys();
+        let on = self.transaction(|conn| {
+            let Some(codes) =
+                factors::enable_totp_in(conn, &keys, user.id, pending.factor_version, &secret, step, now)?
+            else {
+                return Ok::<_, anyhow::Error>(None);
+            };
+            self.factor_changed_in(conn, user.id, Event::SecondFactorAdded(Factor::AuthenticatorApp), ctx)?;
+            Ok(Some(codes))
+        })?;
+        Ok(match on {
             Some(codes) => {
                 tracing::info!(event = "second_factor_added", user_id = user.id, kind = "totp", "authenticator app on");
                 TotpConfirm::On(codes)
@@ -261,24 +308,70 @@ impl Flows {
         })
     }
 
-    /// `POST /account/two-factor/totp/disable`.
-    pub fn disable_totp(&self, user: &User, current_password: &str) -> anyhow::Result<Form<bool>> {
+    /// `POST /account/two-factor/totp/disable`; recorded and told in the same transaction.
+    pub fn disable_totp(
+        &self,
+        user: &User,
+        current_password: &str,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<Form<bool>> {
         if let Some(errors) = self.confirm_identity(user, current_password)? {
             return Ok(Form::Invalid(errors));
         }
-        let off = self.accounts.disable_totp(user.id)?;
+        let off = self.transaction(|conn| {
+            let off = factors::disable_totp_in(conn, user.id)?;
+            if off {
+                self.factor_changed_in(conn, user.id, Event::SecondFactorRemoved(Factor::AuthenticatorApp), ctx)?;
+            }
+            Ok::<_, anyhow::Error>(off)
+        })?;
         if off {
             tracing::info!(event = "second_factor_removed", user_id = user.id, kind = "totp", "authenticator app off");
         }
         Ok(Form::Done(off))
     }
 
-    /// `POST /account/two-factor/recovery-codes`: a new set; the old one is void.
-    pub fn new_recovery_codes(&self, user: &User, current_password: &str) -> anyhow::Result<Form<Vec<RecoveryCode>>> {
+    /// Inside the transaction of a factor added or removed: its event, and the notice to the
+    /// account's verified addresses.
+    pub(crate) fn factor_changed_in(
+        &self,
+        conn: &mut crate::db::AnyConnection,
+        user_id: i64,
+        event: Event,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<()> {
+        let now = self.now();
+        let notice = match event {
+            Event::SecondFactorAdded(factor) => Notice::SecondFactorAdded(factor),
+            Event::SecondFactorRemoved(factor) => Notice::SecondFactorRemoved(factor),
+            _ => anyhow::bail!("{event:?} is not a change of factors"),
+        };
+        activity::record(conn, user_id, event, ctx, now)?;
+        notices::queue(conn, user_id, notice, ctx, &self.site, now)?;
+        Ok(())
+    }
+
+    /// `POST /account/two-factor/recovery-codes`: a new set (the old one is void), recorded in
+    /// the same transaction.
+    pub fn new_recovery_codes(
+        &self,
+        user: &User,
+        current_password: &str,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<Form<Vec<RecoveryCode>>> {
         if let Some(errors) = self.confirm_identity(user, current_password)? {
             return Ok(Form::Invalid(errors));
         }
-        match self.accounts.recovery_codes(user.id)? {
+        let (keys, now) = (self.factor_keys(), self.now());
+        let codes = self.transaction(|conn| {
+            if !factors::has_second_factor(conn, user.id)? {
+                return Ok::<_, anyhow::Error>(None);
+            }
+            let codes = factors::new_recovery_codes_in(conn, &keys, user.id, now)?;
+            activity::record(conn, user.id, Event::RecoveryCodesMade, ctx, now)?;
+            Ok(Some(codes))
+        })?;
+        match codes {
             Some(codes) => {
                 tracing::info!(event = "recovery_codes_new", user_id = user.id, "new recovery codes");
                 Ok(Form::Done(codes))

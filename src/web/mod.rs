@@ -138,7 +138,7 @@ pub(crate) fn signed_in_response(
     Ok(response.finish())
 }
 
-/// Every first factor (a password now; a code sign-in next) calls this once it is proven.
+/// Every first factor (a password, a sign-in code: `method`) calls this once it is proven.
 ///
 /// Without a second factor, or when this browser's trusted-browser cookie vouches for the account
 /// at its current factor version, it signs the visitor in ([`signed_in_response`]: a new session
@@ -150,13 +150,14 @@ pub(crate) async fn finish_first_factor(
     visitor: &Visitor,
     req: &actix_web::HttpRequest,
     user: crate::accounts::User,
+    method: crate::accounts::activity::SignInMethod,
     next: &str,
 ) -> Result<HttpResponse, AppError> {
     use crate::flows::two_factor::FirstFactorDone;
     let next = visitor::local_path(next).unwrap_or_default().to_owned();
     let trusted = req.cookie(state.cookies.trusted).map(|c| c.value().to_owned());
-    let kept = next.clone();
-    match state.flow(move |flows| flows.after_first_factor(user, trusted.as_deref(), &kept)).await? {
+    let (kept, ctx) = (next.clone(), visitor.context());
+    match state.flow(move |flows| flows.after_first_factor(user, method, trusted.as_deref(), &kept, &ctx)).await? {
         FirstFactorDone::SignIn(user) => {
             signed_in_response(state, visitor, user.id, if next.is_empty() { "/account" } else { &next })
         }

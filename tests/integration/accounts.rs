@@ -40,6 +40,7 @@ on_both_databases!(
     confusable_usernames_are_refused,
     twenty_simultaneous_look_alikes_give_one_user,
     start_up_fills_the_skeletons_of_old_rows,
+    a_sign_in_refused_for_load_costs_no_turn,
 );
 
 fn creates_users_with_any_subset_of_identifiers(db: &TestDb) {
@@ -471,4 +472,43 @@ fn in_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
             .collect();
         handles.into_iter().map(|h| h.join().expect("thread panicked")).collect()
     })
+}
+
+/// A sign-in the hashing pool refuses for load (a 503) was never evaluated: its turn of the
+/// backoff is handed back, so the next attempt is not throttled as if the password had been
+/// wrong; a turn already counted before stays counted.
+fn a_sign_in_refused_for_load_costs_no_turn(db: &TestDb) {
+    use diesel::prelude::*;
+    use flex_user::accounts::{Accounts, Busy};
+    use flex_user::db::schema::throttles;
+    use flex_user::domain::RequestContext;
+    use flex_user::flows::{Flows, SignIn};
+
+    let settings = db.settings(&[]);
+    let (accounts, clock) = db.accounts(&[]);
+    accounts.create_user(NewUser::new().username(username("alice")).password("pw1")).unwrap();
+    let flows = Flows::new(accounts.clone(), &settings);
+    // a second instance on the same database whose pool refuses every job as waited too long
+    let mut starved = settings.clone();
+    starved.hash_pool.max_wait = std::time::Duration::ZERO;
+    let busy =
+        Flows::new(Accounts::new(accounts.pool().clone(), &starved).unwrap().with_clock(clock.clone()), &starved);
+    let ctx = RequestContext::default();
+    let rows = |conn: &mut flex_user::db::AnyConnection| -> Vec<i32> {
+        throttles::table.select(throttles::failures).load(conn).unwrap()
+    };
+
+    for _ in 0..3 {
+        let refused = busy.sign_in("alice", "pw1", &ctx).unwrap_err();
+        assert!(refused.downcast_ref::<Busy>().is_some(), "{refused:?}");
+    }
+    assert_eq!(rows(&mut accounts.pool().get().unwrap()), Vec::<i32>::new(), "no turn is left claimed");
+    assert!(matches!(flows.sign_in("alice", "pw1", &ctx).unwrap(), SignIn::SignedIn(_)));
+
+    // one wrong password counts; a refusal after its window leaves that count as it was
+    assert!(matches!(flows.sign_in("alice", "wrong", &ctx).unwrap(), SignIn::Wrong));
+    clock.advance(Duration::seconds(2));
+    assert!(busy.sign_in("alice", "pw1", &ctx).is_err());
+    assert_eq!(rows(&mut accounts.pool().get().unwrap()), vec![1]);
+    assert!(matches!(flows.sign_in("alice", "pw1", &ctx).unwrap(), SignIn::SignedIn(_)), "no window open");
 }

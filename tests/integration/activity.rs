@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use crate::common::TestDb;
 use crate::common::app::{Browser, TestApp, code_in};
 use crate::common::flows::*;
-use crate::sessions::{CHROME, FIREFOX, SAFARI, elements};
+use crate::sessions::{CHROME, FIREFOX, SAFARI, elements, session_elements};
 
 type Row = (String, Option<String>, Option<String>, i32);
 
@@ -424,4 +424,141 @@ on_both_databases!(
     new_browser_notices_stay_bounded_under_concurrency,
     the_activity_page_goes_back_page_by_page,
     pruning_keeps_ninety_days,
+    second_factor_changes_are_recorded_and_told,
+    a_two_step_sign_in_is_recorded_after_its_second_step,
+    api_tokens_show_where_they_were_used,
 );
+
+/// The plain text of every email to `to`, once every message queued for it has arrived.
+fn mail_texts(app: &TestApp, to: &str) -> Vec<String> {
+    let (codes, notices) = queued(app, to);
+    (0..codes + notices).map(|n| plain_text(&app.email_to(to, n))).collect()
+}
+
+/// Alice's events from the first one of `kind` on.
+fn kinds_from(app: &TestApp, kind: &str) -> Vec<String> {
+    kinds(app).into_iter().skip_while(|k| !k.starts_with(kind)).collect()
+}
+
+fn second_factor_changes_are_recorded_and_told(db: &TestDb) {
+    let app = spawn(db, &[]);
+    let browser = alice_with_verified_email(&app);
+    crate::two_factor::enable_totp(&app, &browser);
+    browser.get("/account/two-factor");
+    browser
+        .post("/account/two-factor/recovery-codes", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor/recovery-codes");
+    browser.get("/account/two-factor");
+    browser
+        .post("/account/two-factor/totp/disable", &[("current_password", PASSWORD)])
+        .assert_redirect("/account/two-factor");
+    // a refused change records and tells nothing
+    browser.get("/account/two-factor");
+    let page = browser.post("/account/two-factor/totp/setup", &[("current_password", "not it")]);
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    assert_eq!(
+        kinds_from(&app, "second_factor"),
+        ["second_factor_added:totp", "recovery_codes_made", "second_factor_removed:totp"]
+    );
+    assert!(events(&app).iter().all(|(_, _, ip, _)| ip.as_deref() == Some("127.0.0.1")));
+    let page = browser.get("/account/activity");
+    for shown in ["Added a second factor", "Made new recovery codes", "Removed a second factor"] {
+        assert!(page.body.contains(shown), "{shown} in {}", page.body);
+    }
+
+    // told: the factor added and removed (new recovery codes are no notice)
+    assert_eq!(queued(&app, ALICE_EMAIL).1, 2);
+    let texts = mail_texts(&app, ALICE_EMAIL);
+    let told =
+        |needle: &str| texts.iter().find(|t| t.contains(needle)).unwrap_or_else(|| panic!("{needle}: {texts:?}"));
+    for needle in [
+        "An authenticator app was added as a second factor",
+        "An authenticator app was removed from the second factors",
+    ] {
+        let text = told(needle);
+        assert!(text.contains("IP address: 127.0.0.1") && text.contains("Firefox"), "{text}");
+        assert!(!digit_runs(text).iter().any(|r| r.len() >= 6), "no run of six digits: {text}");
+    }
+}
+
+fn a_two_step_sign_in_is_recorded_after_its_second_step(db: &TestDb) {
+    let app = spawn(db, &[]);
+    let browser = alice_with_verified_email(&app);
+    let (secret, codes) = crate::two_factor::enable_totp(&app, &browser);
+    let notices = || queued(&app, ALICE_EMAIL).1;
+    let before = notices();
+
+    // the password alone, from a new browser: not signed in, nothing recorded, nobody told
+    let chrome = Browser::with_agent(&app, CHROME);
+    chrome.sign_in("alice", PASSWORD).assert_redirect("/sign-in/two-factor");
+    chrome.get("/sign-in/two-factor");
+    assert_eq!(kinds_from(&app, "signed_in"), Vec::<String>::new());
+    assert_eq!(notices(), before, "no new-browser notice before the second step");
+
+    // the second step: a sign-in with a password, and the new browser told of
+    let code = secret.code_at(now_of(&app));
+    chrome.post("/sign-in/two-factor", &[("code", &code)]).assert_redirect("/account");
+    assert_eq!(kinds_from(&app, "signed_in"), ["signed_in:password"]);
+    assert_eq!(notices(), before + 1);
+    assert!(mail_texts(&app, ALICE_EMAIL).iter().any(|t| t.contains("had not signed in to it before")));
+
+    // a recovery code: recorded as such, and told how many are left
+    let safari = Browser::with_agent(&app, SAFARI);
+    safari.sign_in("alice", PASSWORD).assert_redirect("/sign-in/two-factor");
+    safari.get("/sign-in/two-factor");
+    safari.post("/sign-in/two-factor", &[("code", &codes[0])]).assert_redirect("/account");
+    assert_eq!(kinds_from(&app, "signed_in"), ["signed_in:password", "signed_in:recovery_code"]);
+    let texts = mail_texts(&app, ALICE_EMAIL);
+    let used = texts.iter().find(|t| t.contains("A recovery code was used")).expect("the recovery-code notice");
+    assert!(used.contains("You have 9 recovery codes left."), "{used}");
+    assert!(!digit_runs(used).iter().any(|r| r.len() >= 6), "{used}");
+    let page = safari.get("/account/activity");
+    assert!(page.body.contains("Signed in with a recovery code"), "{}", page.body);
+
+    // a wrong code records no sign-in
+    let third = Browser::with_agent(&app, CHROME);
+    third.sign_in("alice", PASSWORD).assert_redirect("/sign-in/two-factor");
+    third.get("/sign-in/two-factor");
+    assert_eq!(third.post("/sign-in/two-factor", &[("code", "000000")]).status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(kinds_from(&app, "signed_in").len(), 2);
+}
+
+/// An API token shows on the sessions page where it was made and last used from.
+fn api_tokens_show_where_they_were_used(db: &TestDb) {
+    let app = spawn(db, &[]);
+    let browser = alice_with_verified_email(&app);
+    let http = reqwest::blocking::Client::new();
+    let answer: serde_json::Value = http
+        .post(format!("{}/api/v1/sign-in", app.base))
+        .header("User-Agent", SAFARI)
+        .json(&serde_json::json!({"identifier": "alice", "password": PASSWORD}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = answer["token"].as_str().expect("a token").to_owned();
+    assert_eq!(kinds_from(&app, "signed_in"), ["signed_in:password"], "the API's sign-in is recorded too");
+    let page = browser.get("/account/sessions");
+    let sessions = session_elements(&page);
+    assert_eq!(sessions.len(), 2, "{}", page.body);
+    let api = sessions.iter().find(|s| s.contains("Safari")).unwrap_or_else(|| panic!("{sessions:?}"));
+    assert!(api.contains("127.0.0.1"), "{api}");
+
+    // a later use from another client, past the minute, is what the page shows
+    app.clock.advance(secs(120));
+    let me =
+        http.get(format!("{}/api/v1/me", app.base)).bearer_auth(&token).header("User-Agent", CHROME).send().unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let page = browser.get("/account/sessions");
+    let sessions = session_elements(&page);
+    assert!(
+        sessions.iter().any(|s| s.contains("Chrome")) && !sessions.iter().any(|s| s.contains("Safari")),
+        "{sessions:?}"
+    );
+}
+
+fn now_of(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
+    use flex_user::clock::Clock as _;
+    app.clock.now()
+}

@@ -221,6 +221,9 @@ fn sign_in_alone_and_as_the_second_step(db: &TestDb) {
     assert_eq!(json_of(&done)["location"], "/account");
     assert!(done.set_cookies().iter().any(|c| c.starts_with("flex_trusted=")), "remember: a trusted browser");
     assert_status(&half.get("/account"), StatusCode::OK);
+    let recorded = events(&app, id);
+    assert_eq!(recorded.first(), Some(&Event::SignedIn(SignInMethod::Password)), "as its first factor: {recorded:?}");
+    assert_eq!(recorded.iter().filter(|e| matches!(e, Event::SignedIn(_))).count(), 2, "recorded once: {recorded:?}");
 
     // another browser's half sign-in cannot use this one's challenge (the challenge is bound to
     // the half sign-in it was made for: account, versions, the time of the password step)

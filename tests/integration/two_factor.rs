@@ -61,7 +61,7 @@ fn now(app: &TestApp) -> DateTime<Utc> {
 
 /// Alice (signed in) turns on the authenticator app by reading the secret off the page, as a
 /// person types it into an app. Returns the secret and the recovery codes shown once.
-fn enable_totp(app: &TestApp, browser: &Browser) -> (TotpSecret, Vec<String>) {
+pub(crate) fn enable_totp(app: &TestApp, browser: &Browser) -> (TotpSecret, Vec<String>) {
     browser.get("/account/two-factor");
     browser
         .post("/account/two-factor/totp/setup", &[("current_password", PASSWORD)])
@@ -438,7 +438,8 @@ fn reset_keeps_factors(db: &TestDb) {
     browser.post("/verify/email", &[("code", &code)]).assert_redirect("/account");
     enable_totp(&app, &browser);
     app.clock.advance(secs(61));
-    reset_through_email(&app, ALICE_EMAIL, 1, NEW_PASSWORD);
+    // #1 is the notice that a second factor was added
+    reset_through_email(&app, ALICE_EMAIL, 2, NEW_PASSWORD);
     Browser::new(&app).sign_in("alice", NEW_PASSWORD).assert_redirect("/sign-in/two-factor");
     let id = user(&app, "alice").unwrap().id;
     assert_eq!(app.accounts.two_factor_status(id).unwrap().recovery_codes_left, 10);
@@ -488,6 +489,20 @@ fn cli_reset_two_factor(db: &TestDb) {
     Browser::new(&app).sign_in("alice", PASSWORD).assert_redirect("/account");
     let id = user(&app, "alice").unwrap().id;
     assert_eq!(app.accounts.two_factor_status(id).unwrap(), Default::default());
+    let removed = {
+        use diesel::prelude::*;
+        use flex_user::db::schema::activity as events;
+        let mut conn = app.pool.get().unwrap();
+        events::table
+            .filter(events::user_id.eq(id))
+            .filter(events::kind.eq("second_factor_removed"))
+            .filter(events::detail.eq("totp"))
+            .filter(events::ip.is_null())
+            .count()
+            .get_result::<i64>(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(removed, 1, "the operator's reset is in the account's activity");
 
     for args in [["--username", "nobody"], ["--phone", "+12025550000"], ["--email", "bad@"]] {
         let mut cmd = crate::cli::flex_user(&db.env_url(), dir.path());

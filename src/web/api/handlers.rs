@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiJson, Bearer, ErrorBody, UserBody, present};
+use crate::accounts::activity::SignInMethod;
 use crate::accounts::{Channel, CheckError, IdentifierChanges, User};
 use crate::domain::password::NewPassword;
 use crate::domain::{Email, Phone, Username};
@@ -162,34 +163,43 @@ fn log_ip(state: &AppState, req: &HttpRequest) -> Option<tracing::field::Display
     state.ip_limit.client_ip(req).map(tracing::field::display)
 }
 
-/// A new token for `user`, with the user: `{"token", "user"}` with `status`.
-async fn signed_in(state: &AppState, user: &User, status: StatusCode) -> Result<HttpResponse, ApiError> {
-    let id = user.id;
-    let token = state.flow(move |flows| flows.issue_token(id)).await?;
+/// A new token for `user`, first used from `req`, with the user: `{"token", "user"}` with
+/// `status`.
+async fn signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+    user: &User,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    let (id, ctx) = (user.id, crate::web::session::client_context(req, state));
+    let token = state.flow(move |flows| flows.issue_token(id, &ctx)).await?;
     let body = SignedIn { token: token.expose().to_owned(), user: UserBody::of(state, user).await? };
     Ok(HttpResponse::build(status).json(SignInAnswer::SignedIn(body)))
 }
 
-/// The one place where a proven first factor (a password, a sign-in code) becomes the API's
-/// answer: a token, or for an account with a second factor a FLOW of the second step (200
-/// `{"two_factor": FLOW}`, valid 5 minutes).
-///
-/// The second factor step goes here at merge: today `has_second_factor` is always false (no
-/// account has one), so this always issues a token; the check of the step's code is
-/// `Flows::check_second_step`.
-async fn api_finish_first_factor(state: &AppState, user: &User) -> Result<HttpResponse, ApiError> {
-    let checked = user.clone();
+/// The one place where a proven first factor (a password, a sign-in code: `method`) becomes
+/// the API's answer: a token (the sign-in recorded), or for an account with a second factor a
+/// FLOW of the second step (200 `{"two_factor": FLOW}`, valid 5 minutes; recorded once the step
+/// passes, `Flows::check_second_step`). API clients have no trusted browser.
+async fn api_finish_first_factor(
+    state: &AppState,
+    req: &HttpRequest,
+    user: &User,
+    method: SignInMethod,
+) -> Result<HttpResponse, ApiError> {
+    let (checked, ctx) = (user.clone(), crate::web::session::client_context(req, state));
     let second_step = state
         .flow(move |flows| {
             if !flows.has_second_factor(&checked)? {
+                flows.signed_in(checked.id, method, &ctx)?;
                 return Ok(None);
             }
-            Ok(Some(flows.start_flow(&flows.pending_second_step(&checked)?)?))
+            Ok(Some(flows.start_flow(&flows.pending_second_step(&checked, method)?)?))
         })
         .await?;
     match second_step {
         Some(flow) => Ok(HttpResponse::Ok().json(SignInAnswer::TwoFactor(TwoFactorNeeded { two_factor: flow }))),
-        None => signed_in(state, user, StatusCode::OK).await,
+        None => signed_in(state, req, user, StatusCode::OK).await,
     }
 }
 
@@ -228,7 +238,7 @@ async fn sign_up(
     match state.hashing(move |flows| flows.sign_up(new, &flows.hash(&password)?, &ctx)).await? {
         Form::Done(user) => {
             tracing::info!(event = "sign_up", api = true, user_id = user.id, ip = log_ip(&state, &req), "signed up");
-            signed_in(&state, &user, StatusCode::CREATED).await
+            signed_in(&state, &req, &user, StatusCode::CREATED).await
         }
         Form::Invalid(errors) => Err(ApiError::from(&errors)),
         Form::NoUser => Err(ApiError::Unexpected(anyhow::anyhow!("the new user vanished"))),
@@ -283,7 +293,7 @@ async fn sign_in(
         SignIn::SignedIn(user) => {
             metrics::sign_in(SignInResult::SignedIn);
             tracing::info!(event = "sign_in", api = true, user_id = user.id, ip = log_ip(&state, &req), "signed in");
-            api_finish_first_factor(&state, &user).await
+            api_finish_first_factor(&state, &req, &user, SignInMethod::Password).await
         }
     }
 }
@@ -314,7 +324,8 @@ async fn sign_in_two_factor(
         return Err(ApiError::field("flow", UNKNOWN_FLOW));
     };
     let ApiFlow::TwoFactor(pending) = flow.clone() else { return Err(ApiError::field("flow", UNKNOWN_FLOW)) };
-    match state.flow(move |flows| flows.check_second_step(&pending, &code)).await? {
+    let ctx = crate::web::session::client_context(&req, &state);
+    match state.flow(move |flows| flows.check_second_step(&pending, &code, &ctx)).await? {
         SecondStep::Proven(user) => {
             // the step is taken once: the FLOW goes with it
             if !state.flow(move |flows| flows.take_flow(&id, &flow)).await? {
@@ -328,7 +339,7 @@ async fn sign_in_two_factor(
                 ip = log_ip(&state, &req),
                 "signed in"
             );
-            signed_in(&state, &user, StatusCode::OK).await
+            signed_in(&state, &req, &user, StatusCode::OK).await
         }
         SecondStep::Wrong => Err(ApiError::field("code", WRONG_CODE)),
         SecondStep::Throttled(throttled) => {
@@ -361,22 +372,36 @@ async fn sign_in_code(
     req: HttpRequest,
     body: ApiJson<IdentifierBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let identifier = typed_identifier(&body.0.identifier)?;
+    code_requested(&state, &req, &body.0.identifier, "code_sign_in_requested", |flows, identifier| {
+        let pending = flows.request_sign_in_code(identifier)?;
+        Ok((pending.user_id(), ApiFlow::CodeSignIn(pending)))
+    })
+    .await
+}
+
+/// Makes a pending request for a code from what was typed: the account's id (for the log) and
+/// the FLOW's content.
+type StartCodeFlow = fn(&crate::flows::Flows, &str) -> anyhow::Result<(Option<i64>, ApiFlow)>;
+
+/// Both requests for a code (a sign-in, a reset): `start` makes the pending request, which a
+/// FLOW then holds. 202 with the FLOW, the same for known and unknown accounts (a random id
+/// either way) and no sooner than the floor; `event` names the log line.
+async fn code_requested(
+    state: &AppState,
+    req: &HttpRequest,
+    identifier: &Option<String>,
+    event: &'static str,
+    start: StartCodeFlow,
+) -> Result<HttpResponse, ApiError> {
+    let identifier = typed_identifier(identifier)?;
     let started = std::time::Instant::now();
     let (flow, user_id) = state
         .flow(move |flows| {
-            let pending = flows.request_sign_in_code(&identifier)?;
-            let user_id = pending.user_id();
-            Ok((flows.start_flow(&ApiFlow::CodeSignIn(pending))?, user_id))
+            let (user_id, pending) = start(flows, &identifier)?;
+            Ok((flows.start_flow(&pending)?, user_id))
         })
         .await?;
-    tracing::info!(
-        event = "code_sign_in_requested",
-        api = true,
-        user_id,
-        ip = log_ip(&state, &req),
-        "sign-in code requested"
-    );
+    tracing::info!(event, api = true, user_id, ip = log_ip(state, req), "code requested");
     answer_no_sooner_than_the_floor(started).await;
     Ok(HttpResponse::Accepted().json(FlowBody { flow }))
 }
@@ -433,7 +458,7 @@ async fn sign_in_code_verify(
                 ip = log_ip(&state, &req),
                 "signed in"
             );
-            api_finish_first_factor(&state, &user).await
+            api_finish_first_factor(&state, &req, &user, SignInMethod::Code).await
         }
         CodeSignIn::Wrong => Err(ApiError::field("code", WRONG_CODE)),
         CodeSignIn::Throttled(throttled) => {
@@ -576,7 +601,8 @@ async fn change_password(
     }
     // every session of the user ended; this token carries on, as the page's session does
     let id = user.id;
-    state.flow(move |flows| flows.keep_token(&token, id)).await?;
+    let ctx = crate::web::session::client_context(&req, &state);
+    state.flow(move |flows| flows.keep_token(&token, id, &ctx)).await?;
     tracing::info!(
         event = "password_changed",
         api = true,
@@ -700,24 +726,11 @@ async fn password_reset(
     req: HttpRequest,
     body: ApiJson<IdentifierBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let identifier = typed_identifier(&body.0.identifier)?;
-    let started = std::time::Instant::now();
-    let (flow, user_id) = state
-        .flow(move |flows| {
-            let pending = flows.request_reset(&identifier)?;
-            let user_id = pending.user_id();
-            Ok((flows.start_flow(&ApiFlow::Reset(pending))?, user_id))
-        })
-        .await?;
-    tracing::info!(
-        event = "password_reset_requested",
-        api = true,
-        user_id,
-        ip = log_ip(&state, &req),
-        "password reset requested"
-    );
-    answer_no_sooner_than_the_floor(started).await;
-    Ok(HttpResponse::Accepted().json(FlowBody { flow }))
+    code_requested(&state, &req, &body.0.identifier, "password_reset_requested", |flows, identifier| {
+        let pending = flows.request_reset(identifier)?;
+        Ok((pending.user_id(), ApiFlow::Reset(pending)))
+    })
+    .await
 }
 
 /// Prove a reset with its code: the same FLOW, now proven, may set the password once within the

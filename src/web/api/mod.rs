@@ -335,10 +335,11 @@ impl FromRequest for Bearer {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_owned());
+        let ctx = crate::web::session::client_context(req, &state);
         Box::pin(async move {
             let Some(token) = token.filter(|t| !t.is_empty()) else { return Err(ApiError::Unauthorized) };
             let checked = token.clone();
-            match state.flow(move |flows| flows.token_user(&checked)).await? {
+            match state.flow(move |flows| flows.token_user(&checked, &ctx)).await? {
                 Some(user) => Ok(Bearer { user, token }),
                 None => Err(ApiError::Unauthorized),
             }

@@ -10,6 +10,7 @@ use super::reset::answer_no_sooner_than_the_floor;
 use super::too_many;
 use super::typed;
 use super::verify::wait_errors;
+use crate::accounts::activity::SignInMethod;
 use crate::flows::CodeSignIn;
 use crate::metrics::{self, Throttle};
 use crate::web::error::AppError;
@@ -108,7 +109,8 @@ pub async fn verify(
         CodeSignIn::Proven(user) => {
             tracing::info!(event = "sign_in", method = "code", user_id = user.id, ip = visitor.log_ip(), "signed in");
             // signed in, or on to the second step when the account has one
-            finish_first_factor(&state, &visitor, &req, user, next.as_deref().unwrap_or("/account")).await
+            finish_first_factor(&state, &visitor, &req, user, SignInMethod::Code, next.as_deref().unwrap_or("/account"))
+                .await
         }
         CodeSignIn::Wrong => {
             let errors = FormErrors::default().with_field("code", "That code is wrong or has expired.");

@@ -325,9 +325,9 @@ async fn second_step_finish(
     };
     let Some(finish) = parse::<SecondStepFinish>(&body) else { return Ok(bad_request()) };
     let remember = finish.remember && state.settings.trusted_browser_days > 0;
-    let checked = half.clone();
+    let (checked, ctx) = (half.clone(), visitor.context());
     match state
-        .flow(move |flows| flows.finish_passkey_second_step(&checked, &finish.challenge, &finish.credential))
+        .flow(move |flows| flows.finish_passkey_second_step(&checked, &finish.challenge, &finish.credential, &ctx))
         .await?
     {
         SecondStep::Void => {

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{seconds, too_many, typed};
+use crate::accounts::activity::SignInMethod;
 use crate::flows::SignIn;
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
@@ -81,7 +82,7 @@ pub async fn submit(
         SignIn::SignedIn(user) => {
             metrics::sign_in(SignInResult::SignedIn);
             tracing::info!(event = "sign_in", user_id = user.id, ip = visitor.log_ip(), "password proven");
-            finish_first_factor(&state, &visitor, &req, user, &next).await
+            finish_first_factor(&state, &visitor, &req, user, SignInMethod::Password, &next).await
         }
     }
 }

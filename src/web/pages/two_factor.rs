@@ -157,8 +157,8 @@ pub async fn confirm_setup(
     let user = visitor.require_user(TOTP)?.clone();
     let Some(pending) = visitor.session.totp_setup() else { return Ok(see_other(OVERVIEW)) };
     let code = typed(&form.code);
-    let checked = user.clone();
-    match state.flow(move |flows| flows.confirm_totp(&checked, &pending, &code)).await? {
+    let (checked, ctx) = (user.clone(), visitor.context());
+    match state.flow(move |flows| flows.confirm_totp(&checked, &pending, &code, &ctx)).await? {
         TotpConfirm::On(codes) => {
             visitor.session.clear_totp_setup();
             let fresh = state.flows.seal_fresh_codes(user.id, &codes);
@@ -187,8 +187,8 @@ pub async fn disable(
 ) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?.clone();
     let password = typed(&form.current_password);
-    let checked = user.clone();
-    match state.hashing(move |flows| flows.disable_totp(&checked, &password)).await? {
+    let (checked, ctx) = (user.clone(), visitor.context());
+    match state.hashing(move |flows| flows.disable_totp(&checked, &password, &ctx)).await? {
         Form::Done(_) => Ok(see_other(OVERVIEW)),
         Form::Invalid(errors) => {
             let errors = Some((Section::Totp, form_errors(&errors)));
@@ -216,8 +216,8 @@ pub async fn new_recovery(
 ) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?.clone();
     let password = typed(&form.current_password);
-    let checked = user.clone();
-    match state.hashing(move |flows| flows.new_recovery_codes(&checked, &password)).await? {
+    let (checked, ctx) = (user.clone(), visitor.context());
+    match state.hashing(move |flows| flows.new_recovery_codes(&checked, &password, &ctx)).await? {
         Form::Done(codes) => {
             visitor.session.set_fresh_codes(&state.flows.seal_fresh_codes(user.id, &codes))?;
             Ok(see_other(RECOVERY))
@@ -272,8 +272,8 @@ pub async fn second_step(
     let half = holding_half(&state, &visitor).await?;
     let code = typed(&form.code);
     let remember = form.remember.as_deref() == Some("on") && state.settings.trusted_browser_days > 0;
-    let checked = half.clone();
-    match state.flow(move |flows| flows.second_step(&checked, &code)).await? {
+    let (checked, ctx) = (half.clone(), visitor.context());
+    match state.flow(move |flows| flows.second_step(&checked, &code, &ctx)).await? {
         SecondStep::Void => {
             visitor.session.clear_half_sign_in();
             Ok(see_other("/sign-in"))
