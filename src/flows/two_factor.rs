@@ -378,7 +378,10 @@ impl Flows {
             }
             None => {
                 let mut errors = FieldErrors::default();
-                errors.add(None, "Recovery codes come with a second factor: set up an authenticator app first.");
+                errors.add(
+                    None,
+                    "Recovery codes come with a second factor: set up an authenticator app or add a passkey first.",
+                );
                 Ok(Form::Invalid(errors))
             }
         }

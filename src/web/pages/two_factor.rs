@@ -204,8 +204,12 @@ pub async fn show_recovery(state: web::Data<AppState>, visitor: Visitor) -> Resu
         visitor.session.take_fresh_codes().map(|f| state.flows.open_fresh_codes(user.id, &f)).unwrap_or_default();
     let user_id = user.id;
     let factors = state.flow(move |flows| flows.two_factor_status(user_id)).await?;
-    let view =
-        RecoveryCodesView { chrome: visitor.chrome(), codes, left: factors.recovery_codes_left, totp_on: factors.totp };
+    let view = RecoveryCodesView {
+        chrome: visitor.chrome(),
+        codes,
+        left: factors.recovery_codes_left,
+        totp_on: factors.any(),
+    };
     Ok(html(StatusCode::OK, &view))
 }
 

@@ -94,6 +94,7 @@ pub struct RecoveryCodesView {
     /// The new codes, shown this once; empty otherwise.
     pub codes: Vec<String>,
     pub left: i64,
+    /// The account has a second factor (an authenticator app or a passkey): new codes can be made.
     pub totp_on: bool,
 }
 
