@@ -363,6 +363,9 @@ fn failures_answer_alike_and_back_off(db: &TestDb) {
     assert_status(&passkey_sign_in(&Browser::new(&app), &mut key), StatusCode::OK);
 }
 
+/// Also the regression test of `web::guard::headers`, which replaced every 4xx of a page route
+/// that was not HTML with an error page, so a script got HTML for its JSON refusal (this and three
+/// more tests here fail with the guard as it was).
 fn bad_requests_are_clear_4xx(db: &TestDb) {
     let app = localhost(db);
     let (browser, _) = alice_with_passkey(&app);
