@@ -169,7 +169,8 @@ impl Flows {
 
     /// `POST /sign-in/two-factor`: an authenticator code or an unused recovery code. A right one
     /// signs in, recorded (as the first factor's method, or as a recovery code, which also tells
-    /// the account how many are left) in the transaction that spends it.
+    /// the account how many are left) in the transaction that spends it; a wrong one is a failed
+    /// sign-in in the account's activity (counted per hour, as wrong passwords are).
     pub fn second_step(&self, half: &HalfSignIn, code: &str, ctx: &RequestContext) -> anyhow::Result<SecondStep> {
         let Some(user) = self.half_sign_in_user(half)? else { return Ok(SecondStep::Void) };
         let now = self.now();
@@ -184,8 +185,13 @@ impl Flows {
             };
             self.signed_in_in(conn, user.id, method, ctx)
         })?;
-        if check != SecondFactorCheck::Wrong {
-            self.wake.notify_one(); // a notice may be queued
+        match check {
+            // the first factor was right: the owner should see that someone got this far
+            SecondFactorCheck::Wrong => {
+                activity::record(&mut *self.accounts.conn()?, user.id, Event::SignInFailed, ctx, now)?;
+            }
+            SecondFactorCheck::Throttled(_) => {}
+            _ => self.wake.notify_one(), // a notice may be queued
         }
         Ok(match check {
             SecondFactorCheck::Throttled(throttled) => SecondStep::Throttled(throttled),

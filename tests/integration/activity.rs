@@ -521,7 +521,11 @@ fn a_two_step_sign_in_is_recorded_after_its_second_step(db: &TestDb) {
     third.sign_in("alice", PASSWORD).assert_redirect("/sign-in/two-factor");
     third.get("/sign-in/two-factor");
     assert_eq!(third.post("/sign-in/two-factor", &[("code", "000000")]).status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(kinds_from(&app, "signed_in").len(), 2);
+    assert_eq!(kinds(&app).iter().filter(|k| k.starts_with("signed_in:")).count(), 2);
+    // but is a failed sign-in the owner sees: someone had the password
+    assert_eq!(kinds(&app).last().map(String::as_str), Some("sign_in_failed"));
+    let page = browser.get("/account/activity");
+    assert!(page.body.contains("1 failed sign-in attempt"), "{}", page.body);
 }
 
 /// An API token shows on the sessions page where it was made and last used from.
