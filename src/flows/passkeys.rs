@@ -394,35 +394,58 @@ impl Flows {
         if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {
             return Ok(SecondStep::Throttled(throttled));
         }
-        let Some((owner, state)) = passkeys::claim(&mut conn, ChallengeKind::SecondStep, challenge, now)? else {
-            return Ok(SecondStep::Wrong);
+        drop(conn);
+        if self.passkey_second_step(rp, half, &user, challenge, credential, &key, ctx)? {
+            return Ok(SecondStep::SignedIn { user, recovery_left: None });
+        }
+        // the first factor was right: the owner sees that someone got this far, as for a code
+        activity::record(&mut *self.accounts.conn()?, user.id, Event::SignInFailed, ctx, now)?;
+        Ok(SecondStep::Wrong)
+    }
+
+    /// True when the ceremony `challenge` is this half sign-in's and the assertion is by one of
+    /// the account's passkeys: then the credential's update, the backoff's reset and the
+    /// sign-in's record have committed together.
+    #[allow(clippy::too_many_arguments)]
+    fn passkey_second_step(
+        &self,
+        rp: &RelyingParty,
+        half: &HalfSignIn,
+        user: &User,
+        challenge: &str,
+        credential: &PublicKeyCredential,
+        throttle_key: &str,
+        ctx: &RequestContext,
+    ) -> anyhow::Result<bool> {
+        let mut conn = self.accounts.conn()?;
+        let Some((owner, state)) = passkeys::claim(&mut conn, ChallengeKind::SecondStep, challenge, self.now())? else {
+            return Ok(false);
         };
         let ceremony: SecondStepCeremony = serde_json::from_str(&state)?;
         if owner != Some(user.id) || ceremony.half != *half {
-            return Ok(SecondStep::Wrong);
+            return Ok(false);
         }
         let result = match rp.0.finish_passkey_authentication(credential, &ceremony.state) {
             Ok(result) => result,
             Err(e) => {
                 tracing::info!(user_id = user.id, error = %e, "passkey assertion refused in the second step");
-                return Ok(SecondStep::Wrong);
+                return Ok(false);
             }
         };
         let Some(stored) =
             passkeys::stored_of(&mut conn, user.id)?.into_iter().find(|s| s.passkey.cred_id() == result.cred_id())
         else {
-            return Ok(SecondStep::Wrong);
+            return Ok(false);
         };
         drop(conn);
-        let signed_in = self.transaction(|conn| {
+        self.transaction(|conn| {
             if !self.store_use(conn, &stored, &result)? {
                 return Ok(false);
             }
-            throttles::clear(conn, &key)?;
+            throttles::clear(conn, throttle_key)?;
             self.signed_in_in(conn, user.id, half.method(), ctx)?;
             Ok::<_, anyhow::Error>(true)
-        })?;
-        Ok(if signed_in { SecondStep::SignedIn { user, recovery_left: None } } else { SecondStep::Wrong })
+        })
     }
 
     /// `POST /account/passkeys/{id}/delete`: `Done(false)` when the account has no such passkey

@@ -242,6 +242,7 @@ fn sign_in_alone_and_as_the_second_step(db: &TestDb) {
     );
     assert_status(&stolen, StatusCode::UNPROCESSABLE_ENTITY);
     assert_status(&other.get("/account"), StatusCode::SEE_OTHER);
+    assert_eq!(events(&app, id).first(), Some(&Event::SignInFailed), "a failed second step is counted");
 }
 
 fn a_challenge_is_used_once_and_expires(db: &TestDb) {
