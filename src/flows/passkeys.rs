@@ -144,12 +144,12 @@ impl Flows {
         Ok(self.passkeys_offered() && passkeys::count(&mut *self.accounts.conn()?, user_id)? > 0)
     }
 
-    /// True when the account of a holding half sign-in has a passkey (the second step offers it).
-    pub fn half_sign_in_has_passkey(&self, half: &HalfSignIn) -> anyhow::Result<bool> {
-        match self.half_sign_in_user(half)? {
-            Some(user) => self.has_passkey(user.id),
-            None => Ok(false),
-        }
+    /// What the second step of a holding half sign-in can offer: (a passkey, where passkeys work;
+    /// an authenticator app). Both false when it no longer holds.
+    pub fn half_sign_in_factors(&self, half: &HalfSignIn) -> anyhow::Result<(bool, bool)> {
+        let Some(user) = self.half_sign_in_user(half)? else { return Ok((false, false)) };
+        let status = self.two_factor_status(user.id)?;
+        Ok((self.passkeys_offered() && status.passkeys > 0, status.totp))
     }
 
     /// The first call of adding a passkey named `name`: the identity rule of every factor change

@@ -24,7 +24,7 @@ use crate::flows::passkeys::{PasskeyAdded, PasskeySignIn};
 use crate::flows::two_factor::{HalfSignIn, SecondStep};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
-use crate::web::views::{FormErrors, PasskeyRow, PasskeysPart, When};
+use crate::web::views::{FormErrors, PasskeyRow, PasskeysPart, StepFactors, When};
 use crate::web::visitor::{Visitor, local_path};
 use crate::web::{AppState, signed_in_response};
 
@@ -293,13 +293,12 @@ pub(crate) async fn part(state: &AppState, user_id: i64) -> Result<PasskeysPart,
     Ok(PasskeysPart { offered, list, ..PasskeysPart::default() })
 }
 
-/// Whether `/sign-in/two-factor` offers the passkey button for this half sign-in's account.
-pub(crate) async fn offered_for(state: &AppState, half: &HalfSignIn) -> Result<bool, AppError> {
-    if !state.flows.passkeys_offered() {
-        return Ok(false);
-    }
+/// What `/sign-in/two-factor` offers this half sign-in's account: the passkey button, the
+/// authenticator app's code.
+pub(crate) async fn offered_for(state: &AppState, half: &HalfSignIn) -> Result<StepFactors, AppError> {
     let half = half.clone();
-    state.flow(move |flows| flows.half_sign_in_has_passkey(&half)).await
+    let (passkey, app) = state.flow(move |flows| flows.half_sign_in_factors(&half)).await?;
+    Ok(StepFactors { passkey, app })
 }
 
 async fn second_step_start(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {

@@ -12,7 +12,9 @@ use crate::flows::Form;
 use crate::flows::two_factor::{SecondStep, TotpConfirm};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
-use crate::web::views::{FormErrors, RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, html, qr_svg};
+use crate::web::views::{
+    FormErrors, RecoveryCodesView, SecondStepView, StepFactors, TotpSetupView, TwoFactorView, html, qr_svg,
+};
 use crate::web::visitor::{Visitor, local_path, see_other};
 use crate::web::{AppState, signed_in_response};
 
@@ -239,14 +241,15 @@ fn second_step_view(
     visitor: &Visitor,
     next: &str,
     errors: FormErrors,
-    passkey: bool,
+    factors: StepFactors,
 ) -> SecondStepView {
     SecondStepView {
         chrome: visitor.chrome(),
         next: local_path(next).unwrap_or_default().to_owned(),
         remember_days: state.settings.trusted_browser_days,
         errors,
-        passkey,
+        passkey: factors.passkey,
+        app: factors.app,
     }
 }
 
@@ -264,8 +267,8 @@ async fn holding_half(state: &AppState, visitor: &Visitor) -> Result<crate::flow
 
 pub async fn show_second_step(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
     let half = holding_half(&state, &visitor).await?;
-    let passkey = super::passkeys::offered_for(&state, &half).await?;
-    Ok(html(StatusCode::OK, &second_step_view(&state, &visitor, &half.next, FormErrors::default(), passkey)))
+    let factors = super::passkeys::offered_for(&state, &half).await?;
+    Ok(html(StatusCode::OK, &second_step_view(&state, &visitor, &half.next, FormErrors::default(), factors)))
 }
 
 pub async fn second_step(
@@ -293,9 +296,9 @@ pub async fn second_step(
             );
             let errors =
                 FormErrors::default().with_general(format!("Too many wrong codes. Try again in {}.", seconds(secs)));
-            let passkey = super::passkeys::offered_for(&state, &half).await?;
+            let factors = super::passkeys::offered_for(&state, &half).await?;
             let page =
-                html(StatusCode::TOO_MANY_REQUESTS, &second_step_view(&state, &visitor, &half.next, errors, passkey));
+                html(StatusCode::TOO_MANY_REQUESTS, &second_step_view(&state, &visitor, &half.next, errors, factors));
             Ok(too_many(page, secs))
         }
         SecondStep::Wrong => {
@@ -305,8 +308,8 @@ pub async fn second_step(
                 "code",
                 "That code is not right. Enter the code your app shows now, or an unused recovery code.",
             );
-            let passkey = super::passkeys::offered_for(&state, &half).await?;
-            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &second_step_view(&state, &visitor, &half.next, errors, passkey)))
+            let factors = super::passkeys::offered_for(&state, &half).await?;
+            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &second_step_view(&state, &visitor, &half.next, errors, factors)))
         }
         SecondStep::SignedIn { user, recovery_left } => {
             metrics::sign_in(SignInResult::SignedIn);

@@ -57,7 +57,7 @@ pub use sessions::{ActivityView, EventRow, SessionRow, SessionsView, When};
 pub use sign_in::SignInView;
 pub use sign_up::SignUpView;
 pub use two_factor::{
-    PasskeyRow, PasskeysPart, RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, qr_svg,
+    PasskeyRow, PasskeysPart, RecoveryCodesView, SecondStepView, StepFactors, TotpSetupView, TwoFactorView, qr_svg,
 };
 pub use verify::VerifyView;
 

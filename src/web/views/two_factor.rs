@@ -109,6 +109,29 @@ pub struct SecondStepView {
     pub errors: FormErrors,
     /// The account has a passkey (and passkeys work here): the `#passkey-second-factor` button.
     pub passkey: bool,
+    /// The account has an authenticator app (else the code field takes recovery codes only).
+    pub app: bool,
+}
+
+impl SecondStepView {
+    pub fn intro(&self) -> &'static str {
+        if self.app {
+            "Open your authenticator app and enter the code it shows for this site."
+        } else {
+            "Use your passkey below, or enter one of your recovery codes."
+        }
+    }
+
+    pub fn code_hint(&self) -> &'static str {
+        if self.app { "6 digits from your app, or one of your recovery codes." } else { "One of your recovery codes." }
+    }
+}
+
+/// What the second step offers an account (see [`SecondStepView`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepFactors {
+    pub passkey: bool,
+    pub app: bool,
 }
 
 /// The QR code of `uri` as inline SVG: dark modules on a white quiet zone whatever the page's

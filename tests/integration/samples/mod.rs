@@ -367,6 +367,7 @@ fn two_factor_pages() -> Vec<(&'static str, String)> {
         remember_days,
         errors,
         passkey: remember_days > 0,
+        app: remember_days != 30,
     };
     vec![
         ("two_factor_off", overview(false).render().unwrap()),
