@@ -5,6 +5,7 @@
 mod account_data;
 mod api;
 mod code_sign_in;
+pub mod passkeys;
 mod security;
 
 use std::sync::Arc;
@@ -105,6 +106,9 @@ pub struct Flows {
     pub wake: Arc<tokio::sync::Notify>,
     /// How long sessions live (to tell when one was last used).
     lifetime: sessions::SessionLifetime,
+    /// The site as a WebAuthn relying party; `None` (no passkeys) when the public URL's host is
+    /// an IP address.
+    relying_party: Option<passkeys::RelyingParty>,
 }
 
 /// What a sign-in came to.
@@ -175,6 +179,7 @@ impl Flows {
             activity_retention: settings.activity_retention,
             wake: Arc::new(tokio::sync::Notify::new()),
             lifetime: sessions::SessionLifetime::from_settings(settings),
+            relying_party: passkeys::RelyingParty::for_site(&settings.public_url, &settings.site_name),
         }
     }
 
@@ -664,7 +669,8 @@ impl Flows {
         let throttles = throttles::prune(&mut conn, now)?;
         let (events, notices) = self.prune_security_records(&mut conn)?;
         let api_flows = api::prune_flows(&mut conn, now)?;
-        tracing::debug!(sessions, throttles, events, notices, api_flows, "housekeeping");
+        let passkey_challenges = crate::accounts::passkeys::prune_challenges(&mut conn, now)?;
+        tracing::debug!(sessions, throttles, events, notices, api_flows, passkey_challenges, "housekeeping");
         Ok(())
     }
 

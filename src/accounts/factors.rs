@@ -1,5 +1,6 @@
 //! Second factors: the authenticator app (TOTP, RFC 6238, by `totp-rs`) and recovery codes.
-//! Passkeys (the next issue) go in the same `second_factors` table with `kind = 'passkey'`.
+//! Passkeys are rows of the same `second_factors` table with `kind = 'passkey'`
+//! ([`super::passkeys`]): every rule here that counts "a second factor" counts them.
 //!
 //! - An authenticator secret is 160 random bits, sealed at rest with XChaCha20-Poly1305 under a
 //!   key derived from the secret key, bound to its user id (a sealed secret copied to another
@@ -233,12 +234,14 @@ pub struct TwoFactorStatus {
     pub totp_usable: bool,
     /// Unused recovery codes.
     pub recovery_codes_left: i64,
+    /// How many passkeys the account has.
+    pub passkeys: i64,
 }
 
 impl TwoFactorStatus {
     /// True when signing in asks for a second step.
     pub fn any(&self) -> bool {
-        self.totp
+        self.totp || self.passkeys > 0
     }
 }
 
@@ -254,7 +257,7 @@ pub fn bump_factor_version(conn: &mut AnyConnection, user_id: i64) -> QueryResul
 }
 
 /// Moves the factor version only if it is still `version` (compare-and-swap).
-fn bump_factor_version_if(conn: &mut AnyConnection, user_id: i64, version: i32) -> QueryResult<bool> {
+pub(crate) fn bump_factor_version_if(conn: &mut AnyConnection, user_id: i64, version: i32) -> QueryResult<bool> {
     let changed = diesel::update(users::table.find(user_id).filter(users::factor_version.eq(version)))
         .set(users::factor_version.eq(users::factor_version + 1))
         .execute(conn)?;
@@ -281,6 +284,7 @@ pub(crate) fn status(conn: &mut AnyConnection, keys: &FactorKeys, user_id: i64) 
         totp: totp.is_some(),
         totp_usable: totp.is_some_and(|t| t.secret(keys, user_id).is_some()),
         recovery_codes_left: recovery_codes_left(conn, user_id)?,
+        passkeys: super::passkeys::count(conn, user_id)?,
     })
 }
 
@@ -421,6 +425,12 @@ pub(crate) fn remove_all_in(
     Ok(())
 }
 
+/// The throttle row of the account's second step: every second factor (a code, a recovery code,
+/// a passkey) backs off on this one row.
+pub(crate) fn second_factor_throttle_key(secret: &SecretKey, user_id: i64) -> String {
+    secret.keyed_hash("second-factor", user_id.to_string().as_bytes())
+}
+
 /// What a second-factor check came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecondFactorCheck {
@@ -545,7 +555,7 @@ impl super::Accounts {
     ) -> anyhow::Result<SecondFactorCheck> {
         use super::throttle::{SIGN_IN_BACKOFF_CAP, store as throttles};
         let now = self.now();
-        let key = self.keys().secret.keyed_hash("second-factor", user_id.to_string().as_bytes());
+        let key = second_factor_throttle_key(&self.keys().secret, user_id);
         let mut conn = self.conn()?;
         // the turn is claimed (and committed) before anything is checked
         if let Err(throttled) = throttles::claim(&mut conn, &key, now, SIGN_IN_BACKOFF_CAP)? {

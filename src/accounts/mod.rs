@@ -8,6 +8,7 @@ pub mod activity;
 pub mod browsers;
 pub mod factors;
 mod hash_pool;
+pub mod passkeys;
 mod passwords;
 pub mod sessions;
 pub mod throttle;

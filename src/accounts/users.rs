@@ -51,6 +51,8 @@ pub enum Field {
     Password,
     /// The password typed to confirm a change.
     CurrentPassword,
+    /// A second factor's name (a passkey's).
+    Name,
 }
 
 impl Field {
@@ -61,6 +63,7 @@ impl Field {
             Field::Phone => "phone",
             Field::Password => "password",
             Field::CurrentPassword => "current_password",
+            Field::Name => "name",
         }
     }
 }
@@ -76,6 +79,11 @@ impl FieldErrors {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Adds every message of `other`.
+    pub fn extend(&mut self, other: FieldErrors) {
+        self.0.extend(other.0);
     }
 
     pub fn get(&self, field: Field) -> Option<&str> {
@@ -114,7 +122,9 @@ fn taken_message(field: Field) -> &'static str {
     match field {
         Field::Username => "A user with that username already exists.",
         Field::Email => "A user with that email address already exists.",
-        Field::Phone | Field::Password | Field::CurrentPassword => "A user with that phone number already exists.",
+        Field::Phone | Field::Password | Field::CurrentPassword | Field::Name => {
+            "A user with that phone number already exists."
+        }
     }
 }
 

@@ -50,7 +50,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     notice_log,
     second_factors,
     recovery_codes,
-    api_flows
+    api_flows,
+    passkey_challenges
 );
 
 diesel::table! {
@@ -140,6 +141,8 @@ diesel::table! {
         last_step -> BigInt,
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
+        credential_id -> Nullable<Text>,
+        public_id -> Nullable<Text>,
     }
 }
 
@@ -181,6 +184,16 @@ diesel::table! {
     api_flows (id_hash) {
         id_hash -> Text,
         kind -> Text,
+        state -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    passkey_challenges (id_hash) {
+        id_hash -> Text,
+        kind -> Text,
+        user_id -> Nullable<BigInt>,
         state -> Text,
         expires_at -> Timestamp,
     }

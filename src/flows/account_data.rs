@@ -12,8 +12,8 @@ use crate::accounts::users::{self, Field, FieldErrors, User};
 use crate::accounts::{activity, sessions};
 use crate::db::AnyConnection;
 use crate::db::schema::{
-    activity as activity_table, known_browsers, notice_log, otp_tokens, outbox, throttles as throttles_table,
-    users as users_table,
+    activity as activity_table, known_browsers, notice_log, otp_tokens, outbox, second_factors,
+    throttles as throttles_table, users as users_table,
 };
 
 /// How recent a sign-in must be for an account without a usable password to do what would
@@ -50,7 +50,19 @@ pub struct Export {
     pub sessions: Vec<ExportSession>,
     /// The account's security events, newest first (at most [`EXPORT_EVENTS`]).
     pub activity: Vec<ExportEvent>,
-    // merge: `second_factors` (their names) go here
+    /// Its second factors by kind and name (no secret, no key material).
+    pub second_factors: Vec<ExportFactor>,
+}
+
+/// A second factor as the export shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportFactor {
+    /// `totp` or `passkey`.
+    pub kind: String,
+    /// A passkey's name (the authenticator app has none).
+    pub name: String,
+    pub added: DateTime<Utc>,
+    pub last_used: Option<DateTime<Utc>>,
 }
 
 /// How many security events an export holds at most (the log is pruned after
@@ -185,6 +197,26 @@ impl Flows {
                 ExportEvent { event, detail, at: e.at, ip: e.ip, user_agent: e.user_agent, count: e.count }
             })
             .collect();
+        let factors: Vec<(String, String, chrono::NaiveDateTime, Option<chrono::NaiveDateTime>)> =
+            second_factors::table
+                .filter(second_factors::user_id.eq(user_id))
+                .order((second_factors::created_at.asc(), second_factors::id.asc()))
+                .select((
+                    second_factors::kind,
+                    second_factors::name,
+                    second_factors::created_at,
+                    second_factors::last_used_at,
+                ))
+                .load(&mut conn)?;
+        let second_factors = factors
+            .into_iter()
+            .map(|(kind, name, added, used)| ExportFactor {
+                kind,
+                name,
+                added: added.and_utc(),
+                last_used: used.map(|u| u.and_utc()),
+            })
+            .collect();
         Ok(Some(Export {
             exported_at: now,
             user: ExportUser {
@@ -201,6 +233,7 @@ impl Flows {
             },
             sessions,
             activity,
+            second_factors,
         }))
     }
 }
@@ -226,6 +259,7 @@ fn delete_user_in(
     diesel::delete(activity_table::table.filter(activity_table::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(known_browsers::table.filter(known_browsers::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(notice_log::table.filter(notice_log::user_id.eq(user_id))).execute(conn)?;
+    crate::accounts::passkeys::remove_challenges_of(conn, user_id)?;
     let deleted = diesel::delete(users_table::table.find(user_id)).execute(conn)?;
     Ok(deleted == 1)
 }

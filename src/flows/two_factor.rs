@@ -46,6 +46,13 @@ pub struct HalfSignIn {
     pub next: String,
 }
 
+impl HalfSignIn {
+    /// How the first factor was proven (what a passed second step records the sign-in as).
+    pub(crate) fn method(&self) -> SignInMethod {
+        self.method
+    }
+}
+
 /// A new authenticator secret waiting for its first code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingTotp {
@@ -225,7 +232,7 @@ impl Flows {
 
     /// The rule for changing factors: the right `current_password` when the account has a usable
     /// password (argon2: call through the hashing limit), else a sign-in within 10 minutes.
-    fn confirm_identity(&self, user: &User, current_password: &str) -> anyhow::Result<Option<FieldErrors>> {
+    pub(super) fn confirm_identity(&self, user: &User, current_password: &str) -> anyhow::Result<Option<FieldErrors>> {
         let message = if user.has_usable_password() {
             if current_password.is_empty() {
                 Some("Enter your current password.")
@@ -377,7 +384,10 @@ impl Flows {
             }
             None => {
                 let mut errors = FieldErrors::default();
-                errors.add(None, "Recovery codes come with a second factor: set up an authenticator app first.");
+                errors.add(
+                    None,
+                    "Recovery codes come with a second factor: set up an authenticator app or add a passkey first.",
+                );
                 Ok(Form::Invalid(errors))
             }
         }

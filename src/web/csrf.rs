@@ -1,7 +1,8 @@
 //! CSRF: a signed double-submit cookie, bound to the session once signed in.
 //!
 //! Every visitor gets a random CSRF cookie (`flex_csrf`, named in [`super::Cookies`]; HttpOnly;
-//! no database row, so anonymous page views cost no storage). Forms carry `csrf_token` = HMAC(secret, cookie). A POST passes only
+//! no database row, so anonymous page views cost no storage). Forms carry `csrf_token` = HMAC(secret, cookie)
+//! (a script posting JSON sends it in the `X-CSRF-Token` header, read from the page's form). A POST passes only
 //! if the cookie was already there and the token matches it; when signed in, the cookie must
 //! also be the one the session was bound to at sign-in, so a cookie planted by someone else
 //! cannot be used against a signed-in user. Anything else is 403 before the handler runs.
@@ -22,6 +23,8 @@ use super::session::UserSession;
 use super::{AppState, Cookies};
 
 pub const FIELD: &str = "csrf_token";
+/// The header that carries the token instead of the field, for requests with a JSON body.
+pub const HEADER: &str = "x-csrf-token";
 
 /// This request's CSRF cookie value (existing or just made).
 #[derive(Debug, Clone)]
@@ -75,7 +78,13 @@ pub async fn middleware(
                 return Ok(req.into_response(response).map_into_boxed_body().map_into_right_body());
             }
         };
-        let token = url::form_urlencoded::parse(&body).find(|(k, _)| k == FIELD).map(|(_, v)| v.into_owned());
+        // a form's hidden field, or (scripts posting JSON: static/passkey.js) the header
+        let token = req
+            .headers()
+            .get(HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| url::form_urlencoded::parse(&body).find(|(k, _)| k == FIELD).map(|(_, v)| v.into_owned()));
         let expected = token_for(&state, &secret);
         let token_ok = token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.as_bytes())));
         let bound_ok = UserSession::of(req.request()).accepts_csrf(&secret);

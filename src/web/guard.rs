@@ -70,12 +70,12 @@ pub async fn headers(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     if is_api {
-        let is_json = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
         if (status.is_client_error() || status.is_server_error()) && !is_json {
             // a refusal made outside the API's handlers (413, 408, the per-IP 429, a framework's 4xx)
             let retry_after =
@@ -86,7 +86,8 @@ pub async fn headers(
             response = response.into_response(api::status_error(status, retry_after)).map_into_boxed_body();
         }
         response.headers_mut().remove(header::SET_COOKIE);
-    } else if (status.is_client_error() || status.is_server_error()) && !is_html {
+    } else if (status.is_client_error() || status.is_server_error()) && !is_html && !is_json {
+        // (a JSON refusal is a handler's own answer to a script: the passkey calls)
         let retry_after =
             response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         if status.is_server_error() {

@@ -284,6 +284,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/delete", web::post().to(delete::delete))
         .route("/account/export", web::get().to(delete::export));
     two_factor::routes(cfg);
+    pages::passkeys::routes(cfg);
 }
 
 async fn not_found(visitor: Visitor) -> HttpResponse {

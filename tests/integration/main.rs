@@ -19,6 +19,8 @@ mod fuzz;
 mod hardening;
 mod metrics;
 mod pages;
+mod passkeys;
+mod passkeys_browser;
 mod review;
 mod scale_out;
 mod security;

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 
 use crate::common::app::{Browser, Page, TestApp};
 use crate::common::flows::{
-    ALICE_EMAIL, NEW_PASSWORD, PASSWORD, alice, assert_status, request_reset, secs, spawn, user,
+    ALICE_EMAIL, NEW_PASSWORD, PASSWORD, alice, assert_status, reset_through_email, secs, spawn, user,
 };
 use crate::common::{TestDb, at_once};
 
@@ -438,13 +438,8 @@ fn reset_keeps_factors(db: &TestDb) {
     browser.post("/verify/email", &[("code", &code)]).assert_redirect("/account");
     enable_totp(&app, &browser);
     app.clock.advance(secs(61));
-    let reset = request_reset(&app, ALICE_EMAIL);
     // #1 is the notice that a second factor was added
-    let code = app.email_code(ALICE_EMAIL, 2);
-    reset.get("/password-reset/verify");
-    reset.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
-    reset.get("/password-reset/new");
-    reset.post("/password-reset/new", &[("new_password", NEW_PASSWORD)]).assert_redirect("/sign-in");
+    reset_through_email(&app, ALICE_EMAIL, 2, NEW_PASSWORD);
     Browser::new(&app).sign_in("alice", NEW_PASSWORD).assert_redirect("/sign-in/two-factor");
     let id = user(&app, "alice").unwrap().id;
     assert_eq!(app.accounts.two_factor_status(id).unwrap().recovery_codes_left, 10);
@@ -455,12 +450,7 @@ fn reset_through_an_unverified_email_drops_them(db: &TestDb) {
     let browser = alice(&app);
     enable_totp(&app, &browser);
     app.clock.advance(secs(61));
-    let reset = request_reset(&app, ALICE_EMAIL);
-    let code = app.email_code(ALICE_EMAIL, 1);
-    reset.get("/password-reset/verify");
-    reset.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
-    reset.get("/password-reset/new");
-    reset.post("/password-reset/new", &[("new_password", NEW_PASSWORD)]).assert_redirect("/sign-in");
+    reset_through_email(&app, ALICE_EMAIL, 1, NEW_PASSWORD);
     let id = user(&app, "alice").unwrap().id;
     let status = app.accounts.two_factor_status(id).unwrap();
     assert!(!status.totp);

@@ -17,7 +17,7 @@ use crate::common::{Backend, TestDb};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     session: String,
@@ -35,7 +35,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    fn start() -> Option<Driver> {
+    pub(crate) fn start() -> Option<Driver> {
         let Some(path) = ["/usr/bin/chromedriver", "chromedriver"]
             .into_iter()
             .find(|p| Command::new(p).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok())
@@ -73,7 +73,7 @@ impl Driver {
         Some(driver)
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = if path == "/session" {
             format!("{}{path}", self.base)
         } else {
@@ -81,6 +81,7 @@ impl Driver {
         };
         let request = match method {
             "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
             _ => self.http.post(url).json(&body.unwrap_or(json!({}))),
         };
         let answer: Value = request.send().expect("webdriver").json().expect("webdriver JSON");
@@ -88,17 +89,17 @@ impl Driver {
         answer["value"].clone()
     }
 
-    fn go(&self, url: &str) {
+    pub(crate) fn go(&self, url: &str) {
         self.call("POST", "/url", Some(json!({"url": url})));
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.call("GET", "/url", None).as_str().unwrap().to_owned()
     }
 
     /// Waits (up to 20 s) for the page to be at a path ending in `suffix`, and says where it is:
     /// a click that submits a form returns before the next page has loaded on a busy machine.
-    fn arrive(&self, suffix: &str) -> String {
+    pub(crate) fn arrive(&self, suffix: &str) -> String {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let url = self.url();
@@ -109,26 +110,26 @@ impl Driver {
         }
     }
 
-    fn find(&self, css: &str) -> String {
+    pub(crate) fn find(&self, css: &str) -> String {
         let v = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css})));
         v[ELEMENT].as_str().unwrap().to_owned()
     }
 
-    fn count(&self, css: &str) -> usize {
+    pub(crate) fn count(&self, css: &str) -> usize {
         self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css}))).as_array().unwrap().len()
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css);
         self.call("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let id = self.find(css);
         self.call("POST", &format!("/element/{id}/click"), None);
     }
 
-    fn text(&self, css: &str) -> String {
+    pub(crate) fn text(&self, css: &str) -> String {
         let id = self.find(css);
         self.call("GET", &format!("/element/{id}/text"), None).as_str().unwrap().to_owned()
     }

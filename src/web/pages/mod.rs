@@ -5,6 +5,7 @@ pub mod account;
 pub mod activity;
 pub mod code;
 pub mod delete;
+pub mod passkeys;
 pub mod reset;
 pub mod sessions;
 pub mod sign_in;

@@ -30,12 +30,13 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
-pub async fn show(visitor: Visitor, query: web::Query<SignInQuery>) -> HttpResponse {
+pub async fn show(state: web::Data<AppState>, visitor: Visitor, query: web::Query<SignInQuery>) -> HttpResponse {
     let view = SignInView {
         chrome: visitor.chrome(),
         identifier: String::new(),
         next: query.next.clone().filter(|n| local_path(n).is_some()).unwrap_or_default(),
         errors: FormErrors::default(),
+        passkeys: state.flows.passkeys_offered(),
     };
     html(StatusCode::OK, &view)
 }
@@ -56,6 +57,7 @@ pub async fn submit(
             identifier: identifier.clone(),
             next: local_path(&next).map(str::to_owned).unwrap_or_default(),
             errors: FormErrors::default().with_general(message),
+            passkeys: state.flows.passkeys_offered(),
         };
         html(status, &view)
     };

@@ -12,13 +12,15 @@ use crate::flows::Form;
 use crate::flows::two_factor::{SecondStep, TotpConfirm};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
-use crate::web::views::{FormErrors, RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, html, qr_svg};
+use crate::web::views::{
+    FormErrors, RecoveryCodesView, SecondStepView, StepFactors, TotpSetupView, TwoFactorView, html, qr_svg,
+};
 use crate::web::visitor::{Visitor, local_path, see_other};
 use crate::web::{AppState, signed_in_response};
 
-const OVERVIEW: &str = "/account/two-factor";
+pub(crate) const OVERVIEW: &str = "/account/two-factor";
 const TOTP: &str = "/account/two-factor/totp";
-const RECOVERY: &str = "/account/two-factor/recovery-codes";
+pub(crate) const RECOVERY: &str = "/account/two-factor/recovery-codes";
 const SECOND_STEP: &str = "/sign-in/two-factor";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -47,12 +49,15 @@ pub struct CodeForm {
 }
 
 /// Which form of the overview a message belongs to.
-enum Section {
+pub(crate) enum Section {
     Totp,
     Recovery,
+    PasskeyAdd,
+    /// The remove form of the passkey with this public id.
+    PasskeyRemove(String),
 }
 
-async fn overview_page(
+pub(crate) async fn overview_page(
     state: &AppState,
     visitor: &Visitor,
     user: &User,
@@ -62,10 +67,13 @@ async fn overview_page(
 ) -> Result<HttpResponse, AppError> {
     let user_id = user.id;
     let factors = state.flow(move |flows| flows.two_factor_status(user_id)).await?;
+    let mut passkeys = super::passkeys::part(state, user_id).await?;
     let (mut totp_errors, mut recovery_errors) = (FormErrors::default(), FormErrors::default());
     match errors {
         Some((Section::Totp, e)) => totp_errors = e,
         Some((Section::Recovery, e)) => recovery_errors = e,
+        Some((Section::PasskeyAdd, e)) => passkeys.add_errors = e,
+        Some((Section::PasskeyRemove(id), e)) => passkeys.remove_errors = Some((id, e)),
         None => {}
     }
     let view = TwoFactorView {
@@ -77,6 +85,8 @@ async fn overview_page(
         totp_errors,
         recovery_errors,
         notice,
+        has_factor: factors.any(),
+        passkeys,
     };
     Ok(html(status, &view))
 }
@@ -196,8 +206,12 @@ pub async fn show_recovery(state: web::Data<AppState>, visitor: Visitor) -> Resu
         visitor.session.take_fresh_codes().map(|f| state.flows.open_fresh_codes(user.id, &f)).unwrap_or_default();
     let user_id = user.id;
     let factors = state.flow(move |flows| flows.two_factor_status(user_id)).await?;
-    let view =
-        RecoveryCodesView { chrome: visitor.chrome(), codes, left: factors.recovery_codes_left, totp_on: factors.totp };
+    let view = RecoveryCodesView {
+        chrome: visitor.chrome(),
+        codes,
+        left: factors.recovery_codes_left,
+        totp_on: factors.any(),
+    };
     Ok(html(StatusCode::OK, &view))
 }
 
@@ -222,12 +236,20 @@ pub async fn new_recovery(
     }
 }
 
-fn second_step_view(state: &AppState, visitor: &Visitor, next: &str, errors: FormErrors) -> SecondStepView {
+fn second_step_view(
+    state: &AppState,
+    visitor: &Visitor,
+    next: &str,
+    errors: FormErrors,
+    factors: StepFactors,
+) -> SecondStepView {
     SecondStepView {
         chrome: visitor.chrome(),
         next: local_path(next).unwrap_or_default().to_owned(),
         remember_days: state.settings.trusted_browser_days,
         errors,
+        passkey: factors.passkey,
+        app: factors.app,
     }
 }
 
@@ -245,7 +267,8 @@ async fn holding_half(state: &AppState, visitor: &Visitor) -> Result<crate::flow
 
 pub async fn show_second_step(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
     let half = holding_half(&state, &visitor).await?;
-    Ok(html(StatusCode::OK, &second_step_view(&state, &visitor, &half.next, FormErrors::default())))
+    let factors = super::passkeys::offered_for(&state, &half).await?;
+    Ok(html(StatusCode::OK, &second_step_view(&state, &visitor, &half.next, FormErrors::default(), factors)))
 }
 
 pub async fn second_step(
@@ -273,7 +296,9 @@ pub async fn second_step(
             );
             let errors =
                 FormErrors::default().with_general(format!("Too many wrong codes. Try again in {}.", seconds(secs)));
-            let page = html(StatusCode::TOO_MANY_REQUESTS, &second_step_view(&state, &visitor, &half.next, errors));
+            let factors = super::passkeys::offered_for(&state, &half).await?;
+            let page =
+                html(StatusCode::TOO_MANY_REQUESTS, &second_step_view(&state, &visitor, &half.next, errors, factors));
             Ok(too_many(page, secs))
         }
         SecondStep::Wrong => {
@@ -283,7 +308,8 @@ pub async fn second_step(
                 "code",
                 "That code is not right. Enter the code your app shows now, or an unused recovery code.",
             );
-            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &second_step_view(&state, &visitor, &half.next, errors)))
+            let factors = super::passkeys::offered_for(&state, &half).await?;
+            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &second_step_view(&state, &visitor, &half.next, errors, factors)))
         }
         SecondStep::SignedIn { user, recovery_left } => {
             metrics::sign_in(SignInResult::SignedIn);
@@ -297,22 +323,32 @@ pub async fn second_step(
             let location = local_path(&half.next).filter(|n| !n.is_empty()).unwrap_or("/account").to_owned();
             let mut response = signed_in_response(&state, &visitor, user.id, &location)?;
             if remember {
-                let days = state.settings.trusted_browser_days;
-                let user_id = user.id;
-                if let Some(value) = state.flow(move |flows| flows.trusted_cookie(user_id, days)).await? {
-                    let cookie = Cookie::build(state.cookies.trusted, value)
-                        .path("/")
-                        .http_only(true)
-                        .secure(state.cookies.secure)
-                        .same_site(SameSite::Lax)
-                        .max_age(CookieDuration::days(i64::from(days)))
-                        .finish();
-                    response
-                        .add_cookie(&cookie)
-                        .map_err(|e| AppError::Unexpected(anyhow::Error::new(e).context("trusted-browser cookie")))?;
-                }
+                remember_browser(&state, &mut response, user.id).await?;
             }
             Ok(response)
         }
     }
+}
+
+/// Adds the trusted-browser cookie (`remember`) for the account at its factor version to the
+/// response of a finished second step (a code's, or a passkey's).
+pub(crate) async fn remember_browser(
+    state: &AppState,
+    response: &mut HttpResponse,
+    user_id: i64,
+) -> Result<(), AppError> {
+    let days = state.settings.trusted_browser_days;
+    if let Some(value) = state.flow(move |flows| flows.trusted_cookie(user_id, days)).await? {
+        let cookie = Cookie::build(state.cookies.trusted, value)
+            .path("/")
+            .http_only(true)
+            .secure(state.cookies.secure)
+            .same_site(SameSite::Lax)
+            .max_age(CookieDuration::days(i64::from(days)))
+            .finish();
+        response
+            .add_cookie(&cookie)
+            .map_err(|e| AppError::Unexpected(anyhow::Error::new(e).context("trusted-browser cookie")))?;
+    }
+    Ok(())
 }

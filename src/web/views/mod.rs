@@ -56,7 +56,9 @@ pub use reset::{ResetNewView, ResetRequestView, ResetVerifyView};
 pub use sessions::{ActivityView, EventRow, SessionRow, SessionsView, When};
 pub use sign_in::SignInView;
 pub use sign_up::SignUpView;
-pub use two_factor::{RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, qr_svg};
+pub use two_factor::{
+    PasskeyRow, PasskeysPart, RecoveryCodesView, SecondStepView, StepFactors, TotpSetupView, TwoFactorView, qr_svg,
+};
 pub use verify::VerifyView;
 
 /// What every page needs for its header and forms.

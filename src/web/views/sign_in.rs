@@ -14,6 +14,16 @@ pub struct SignInView {
     /// Where to go after signing in (the hidden `next` input); empty for the default.
     pub next: String,
     pub errors: FormErrors,
+    /// Passkeys work here: the `#passkey-sign-in` button and the identifier's passkey autofill.
+    pub passkeys: bool,
+}
+
+impl SignInView {
+    /// The identifier field's `autocomplete`: with passkeys, the browser may offer them there
+    /// (conditional mediation).
+    pub fn identifier_autocomplete(&self) -> &'static str {
+        if self.passkeys { "username webauthn" } else { "username" }
+    }
 }
 
 page_with_chrome!(SignInView);

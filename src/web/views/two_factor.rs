@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 
-use super::{Chrome, FormErrors, Page};
+use super::{Chrome, FormErrors, Page, When};
 
 /// `GET /account/two-factor`: what is on, and the forms to change it.
 #[derive(Debug, Template, WebTemplate)]
@@ -20,6 +20,49 @@ pub struct TwoFactorView {
     /// Messages for the new-recovery-codes form.
     pub recovery_errors: FormErrors,
     pub notice: Option<String>,
+    /// The account has a second factor of any kind (recovery codes come with it).
+    pub has_factor: bool,
+    /// The passkeys part of the page (`passkeys.html`).
+    pub passkeys: PasskeysPart,
+}
+
+/// The passkeys section of `/account/two-factor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasskeysPart {
+    /// Passkeys can work here (the site's public URL has a host name, not an IP address).
+    pub offered: bool,
+    pub list: Vec<PasskeyRow>,
+    /// Messages for the add form.
+    pub add_errors: FormErrors,
+    /// Messages for one passkey's remove form: its public id and the messages.
+    pub remove_errors: Option<(String, FormErrors)>,
+}
+
+impl PasskeysPart {
+    /// The messages for the remove form of passkey `public_id` (none for the others).
+    pub fn remove_errors_of(&self, public_id: &str) -> FormErrors {
+        match &self.remove_errors {
+            Some((id, errors)) if id == public_id => errors.clone(),
+            _ => FormErrors::default(),
+        }
+    }
+}
+
+/// One passkey as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRow {
+    /// What its remove form posts to: `/account/passkeys/{public_id}/delete`.
+    pub public_id: String,
+    pub name: String,
+    pub added: When,
+    pub last_used: Option<When>,
+}
+
+impl PasskeyRow {
+    /// The id of its remove form's password field.
+    pub fn password_id(&self) -> String {
+        format!("passkey-remove-password-{}", self.public_id)
+    }
 }
 
 /// `GET /account/two-factor/totp`: the pending secret, its URI and QR code, and the code form.
@@ -51,6 +94,7 @@ pub struct RecoveryCodesView {
     /// The new codes, shown this once; empty otherwise.
     pub codes: Vec<String>,
     pub left: i64,
+    /// The account has a second factor (an authenticator app or a passkey): new codes can be made.
     pub totp_on: bool,
 }
 
@@ -63,6 +107,31 @@ pub struct SecondStepView {
     /// Days `remember` trusts this browser; 0: no checkbox.
     pub remember_days: u32,
     pub errors: FormErrors,
+    /// The account has a passkey (and passkeys work here): the `#passkey-second-factor` button.
+    pub passkey: bool,
+    /// The account has an authenticator app (else the code field takes recovery codes only).
+    pub app: bool,
+}
+
+impl SecondStepView {
+    pub fn intro(&self) -> &'static str {
+        if self.app {
+            "Open your authenticator app and enter the code it shows for this site."
+        } else {
+            "Use your passkey below, or enter one of your recovery codes."
+        }
+    }
+
+    pub fn code_hint(&self) -> &'static str {
+        if self.app { "6 digits from your app, or one of your recovery codes." } else { "One of your recovery codes." }
+    }
+}
+
+/// What the second step offers an account (see [`SecondStepView`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepFactors {
+    pub passkey: bool,
+    pub app: bool,
 }
 
 /// The QR code of `uri` as inline SVG: dark modules on a white quiet zone whatever the page's

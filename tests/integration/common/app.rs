@@ -45,8 +45,15 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings every web test uses; `extra` overrides.
+/// Settings every web test uses; `extra` overrides. In a value of `extra`, `{port}` stands for
+/// the port the server listens on (`FLEX_USER_PUBLIC_URL=http://localhost:{port}`: a browser then
+/// reaches the site at its public origin, as passkeys need).
 pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let extra: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.replace("{port}", &port))).collect();
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = &extra[..];
     let smtp = SmtpSink::start();
     let sms = HttpSink::start();
     let (smtp_url, sms_url) = (smtp.url(), sms.url());
@@ -66,7 +73,6 @@ pub fn spawn_app(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
     let flows = Flows::new(accounts.clone(), &settings);
     let state = AppState::new(flows.clone(), settings);
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     // as `flex-user serve` does: a second server, for metrics only, when the settings ask for one
     let metrics_listener = web::monitoring::bind(&state.settings).expect("metrics listener");
@@ -249,6 +255,14 @@ impl<'a> Browser<'a> {
         let mut all = vec![("csrf_token", token.as_str())];
         all.extend_from_slice(fields);
         self.post_raw(path, &all)
+    }
+
+    /// POSTs a JSON body with the page's CSRF token in `X-CSRF-Token`, as `static/passkey.js` does.
+    #[track_caller]
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Page {
+        let token = self.token();
+        let request = self.client.post(format!("{}{path}", self.base)).header("X-CSRF-Token", token).json(body);
+        self.read(request.send().expect("POST"))
     }
 
     /// Opens the sign-up page and submits its form.

@@ -238,3 +238,14 @@ pub fn request_reset<'a>(app: &'a TestApp, identifier: &str) -> Browser<'a> {
     browser.post("/password-reset", &[("identifier", identifier)]).assert_redirect("/password-reset/verify");
     browser
 }
+
+/// A password reset through `email` carried to its end (the code of its `nth` email): the new
+/// password is set and the reset's browser lands on `/sign-in`.
+pub fn reset_through_email(app: &TestApp, email: &str, nth: usize, new_password: &str) {
+    let reset = request_reset(app, email);
+    let code = app.email_code(email, nth);
+    reset.get("/password-reset/verify");
+    reset.post("/password-reset/verify", &[("code", &code)]).assert_redirect("/password-reset/new");
+    reset.get("/password-reset/new");
+    reset.post("/password-reset/new", &[("new_password", new_password)]).assert_redirect("/sign-in");
+}

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod authenticator;
 pub mod flows;
 pub mod log_capture;
 pub mod server;

@@ -134,6 +134,7 @@ pub fn all_pages(chrome: impl Fn() -> Chrome) -> Vec<(&'static str, String)> {
                 identifier: String::new(),
                 next: "/account".into(),
                 errors: FormErrors::default(),
+                passkeys: true,
             }
             .render()
             .unwrap(),
@@ -223,6 +224,7 @@ pub fn pages() -> Vec<(String, String)> {
         identifier: LONG_EMAIL.into(),
         next: "/account".into(),
         errors: FormErrors::default().with_general("That username, email or phone and password do not match."),
+        passkeys: false,
     };
     more.push(("sign_in_errors", sign_in.render().unwrap()));
 
@@ -300,7 +302,16 @@ pub fn pages() -> Vec<(String, String)> {
 /// The second-factor pages: the overview off, on, re-shown and with an unusable app; the setup
 /// page with its QR code; recovery codes shown once; the second sign-in step.
 fn two_factor_pages() -> Vec<(&'static str, String)> {
-    use flex_user::web::views::{RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, qr_svg};
+    use flex_user::web::views::{
+        PasskeyRow, PasskeysPart, RecoveryCodesView, SecondStepView, TotpSetupView, TwoFactorView, When, qr_svg,
+    };
+    let at = |s: i64| When::at(chrono::DateTime::from_timestamp(1_796_000_000 + s, 0).unwrap());
+    let passkey = |id: &str, name: &str, used: bool| PasskeyRow {
+        public_id: id.into(),
+        name: name.into(),
+        added: at(0),
+        last_used: used.then(|| at(3600)),
+    };
     let overview = |totp_on: bool| TwoFactorView {
         chrome: signed_in(),
         totp_on,
@@ -310,8 +321,25 @@ fn two_factor_pages() -> Vec<(&'static str, String)> {
         totp_errors: FormErrors::default(),
         recovery_errors: FormErrors::default(),
         notice: None,
+        has_factor: totp_on,
+        passkeys: PasskeysPart {
+            offered: true,
+            list: if totp_on {
+                vec![passkey("pk1", "Laptop", true), passkey("pk2", &format!("Security key of {LONG_EMAIL}"), false)]
+            } else {
+                Vec::new()
+            },
+            ..PasskeysPart::default()
+        },
     };
     let mut errors = overview(true);
+    errors.passkeys.remove_errors = Some((
+        "pk1".into(),
+        FormErrors::default().with_field("current_password", "That is not your current password."),
+    ));
+    errors.passkeys.add_errors = FormErrors::default().with_field("name", "Give the passkey a name.");
+    let mut not_offered = overview(false);
+    not_offered.passkeys.offered = false;
     errors.totp_usable = false;
     errors.totp_errors.field("current_password", "That is not your current password.");
     errors.recovery_errors.field("current_password", "Enter your current password.");
@@ -338,12 +366,15 @@ fn two_factor_pages() -> Vec<(&'static str, String)> {
         next: "/account".into(),
         remember_days,
         errors,
+        passkey: remember_days > 0,
+        app: remember_days != 30,
     };
     vec![
         ("two_factor_off", overview(false).render().unwrap()),
         ("two_factor_on", overview(true).render().unwrap()),
         ("two_factor_errors", errors.render().unwrap()),
         ("two_factor_off_errors", off_errors.render().unwrap()),
+        ("two_factor_no_passkeys", not_offered.render().unwrap()),
         ("two_factor_totp", setup(FormErrors::default()).render().unwrap()),
         (
             "two_factor_totp_wrong",
@@ -377,6 +408,7 @@ fn two_factor_pages() -> Vec<(&'static str, String)> {
 pub fn write_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir.join("static"))?;
     std::fs::write(dir.join("static/style.css"), include_str!("../../../static/style.css"))?;
+    std::fs::write(dir.join("static/passkey.js"), include_str!("../../../static/passkey.js"))?;
     let mut written = Vec::new();
     for (name, html) in pages() {
         let path = dir.join(format!("{name}.html"));
