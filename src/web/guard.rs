@@ -86,8 +86,9 @@ pub async fn headers(
             response = response.into_response(api::status_error(status, retry_after)).map_into_boxed_body();
         }
         response.headers_mut().remove(header::SET_COOKIE);
-    } else if (status.is_client_error() || status.is_server_error()) && !is_html && !is_json {
-        // (a JSON refusal is a handler's own answer to a script: the passkey calls)
+    } else if (status.is_server_error() || status.is_client_error() && !is_json) && !is_html {
+        // (a JSON 4xx is a handler's own refusal to a script, the passkey calls; a 5xx is
+        // always this page, whatever made it)
         let retry_after =
             response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         if status.is_server_error() {
