@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
-use super::two_factor::{OVERVIEW, RECOVERY, Section, overview_page, remember_browser};
-use super::{form_errors, seconds, typed};
+use super::two_factor::{OVERVIEW, RECOVERY, Section, overview_page, refused, remember_browser};
+use super::{seconds, typed};
 use crate::accounts::Throttled;
 use crate::flows::Form;
 use crate::flows::passkeys::{PasskeyAdded, PasskeySignIn};
@@ -234,10 +234,7 @@ async fn remove(
     match state.hashing(move |flows| flows.remove_passkey(&checked, &id, &password, &ctx)).await? {
         Form::Done(true) => Ok(crate::web::visitor::see_other(OVERVIEW)),
         Form::Done(false) => Ok(crate::web::error::error_page(StatusCode::NOT_FOUND, Some(visitor.chrome()), None)),
-        Form::Invalid(errors) => {
-            let errors = Some((Section::PasskeyRemove(public_id), form_errors(&errors)));
-            overview_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
-        }
+        Form::Invalid(errors) => refused(&state, &visitor, &user, Section::PasskeyRemove(public_id), &errors).await,
         Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
     }
 }

@@ -57,6 +57,18 @@ pub(crate) enum Section {
     PasskeyRemove(String),
 }
 
+/// A factor change refused (a wrong password, say): 422, the overview with `errors` at `section`.
+pub(crate) async fn refused(
+    state: &AppState,
+    visitor: &Visitor,
+    user: &User,
+    section: Section,
+    errors: &crate::accounts::FieldErrors,
+) -> Result<HttpResponse, AppError> {
+    let errors = Some((section, form_errors(errors)));
+    overview_page(state, visitor, user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
+}
+
 pub(crate) async fn overview_page(
     state: &AppState,
     visitor: &Visitor,
@@ -109,10 +121,7 @@ pub async fn start_setup(
             visitor.session.set_totp_setup(&pending)?;
             Ok(see_other(TOTP))
         }
-        Form::Invalid(errors) => {
-            let errors = Some((Section::Totp, form_errors(&errors)));
-            overview_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
-        }
+        Form::Invalid(errors) => refused(&state, &visitor, &user, Section::Totp, &errors).await,
         Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
     }
 }
@@ -192,10 +201,7 @@ pub async fn disable(
     let (checked, ctx) = (user.clone(), visitor.context());
     match state.hashing(move |flows| flows.disable_totp(&checked, &password, &ctx)).await? {
         Form::Done(_) => Ok(see_other(OVERVIEW)),
-        Form::Invalid(errors) => {
-            let errors = Some((Section::Totp, form_errors(&errors)));
-            overview_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
-        }
+        Form::Invalid(errors) => refused(&state, &visitor, &user, Section::Totp, &errors).await,
         Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
     }
 }
@@ -228,10 +234,7 @@ pub async fn new_recovery(
             visitor.session.set_fresh_codes(&state.flows.seal_fresh_codes(user.id, &codes))?;
             Ok(see_other(RECOVERY))
         }
-        Form::Invalid(errors) => {
-            let errors = Some((Section::Recovery, form_errors(&errors)));
-            overview_page(&state, &visitor, &user, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
-        }
+        Form::Invalid(errors) => refused(&state, &visitor, &user, Section::Recovery, &errors).await,
         Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
     }
 }
