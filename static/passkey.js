@@ -185,10 +185,12 @@
       say(status, "Asking your browser for a new passkey…", false);
       var name = form.querySelector("input[name='name']");
       var password = form.querySelector("input[name='current_password']");
+      var code = form.querySelector("input[name='code']");
       var challenge;
       post(form.getAttribute("data-passkey-start"), {
         name: name ? name.value : "",
-        current_password: password ? password.value : ""
+        current_password: password ? password.value : "",
+        code: code ? code.value : ""
       }).then(function (answer) {
         if (answer.status !== 200) {
           refused(status, answer);

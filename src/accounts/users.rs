@@ -53,6 +53,8 @@ pub enum Field {
     CurrentPassword,
     /// A second factor's name (a passkey's).
     Name,
+    /// A current second factor's code, typed to confirm a change (accounts without a password).
+    Code,
 }
 
 impl Field {
@@ -64,6 +66,7 @@ impl Field {
             Field::Password => "password",
             Field::CurrentPassword => "current_password",
             Field::Name => "name",
+            Field::Code => "code",
         }
     }
 }
@@ -122,7 +125,7 @@ fn taken_message(field: Field) -> &'static str {
     match field {
         Field::Username => "A user with that username already exists.",
         Field::Email => "A user with that email address already exists.",
-        Field::Phone | Field::Password | Field::CurrentPassword | Field::Name => {
+        Field::Phone | Field::Password | Field::CurrentPassword | Field::Name | Field::Code => {
             "A user with that phone number already exists."
         }
     }

@@ -27,7 +27,7 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, Uuid, Webauthn, WebauthnBuilder,
 };
 
-use super::two_factor::{HalfSignIn, SecondStep};
+use super::two_factor::{Confirmation, HalfSignIn, SecondStep};
 use super::{Flows, Form};
 use crate::accounts::activity::{self, Event, Factor, SignInMethod};
 use crate::accounts::factors::{self, RecoveryCode};
@@ -160,7 +160,7 @@ impl Flows {
         &self,
         user: &User,
         name: &str,
-        current_password: &str,
+        proof: &Confirmation,
     ) -> anyhow::Result<Form<Challenge>> {
         let Some(rp) = &self.relying_party else { return Ok(Form::Invalid(general(NOT_OFFERED))) };
         let name = name.trim();
@@ -172,10 +172,11 @@ impl Flows {
         } else if name.chars().any(char::is_control) {
             errors.add(Some(Field::Name), "The name cannot hold control characters such as line breaks.");
         }
-        if let Some(identity) = self.confirm_identity(user, current_password)? {
-            errors.extend(identity);
-        }
         if !errors.is_empty() {
+            // before the identity: a code typed to confirm is spent only by a change that can go on
+            return Ok(Form::Invalid(errors));
+        }
+        if let Some(errors) = self.confirm_identity(user, proof)? {
             return Ok(Form::Invalid(errors));
         }
         let now = self.now();
@@ -456,13 +457,13 @@ impl Flows {
         &self,
         user: &User,
         public_id: &str,
-        current_password: &str,
+        proof: &Confirmation,
         ctx: &RequestContext,
     ) -> anyhow::Result<Form<bool>> {
         if !passkeys::owns(&mut *self.accounts.conn()?, user.id, public_id)? {
             return Ok(Form::Done(false));
         }
-        if let Some(errors) = self.confirm_identity(user, current_password)? {
+        if let Some(errors) = self.confirm_identity(user, proof)? {
             return Ok(Form::Invalid(errors));
         }
         let now = self.now();

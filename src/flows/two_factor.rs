@@ -30,6 +30,14 @@ pub const TOTP_SETUP_TTL: Duration = Duration::minutes(10);
 /// An account without a usable password changes factors only this soon after signing in.
 pub const RECENT_SIGN_IN: Duration = Duration::minutes(10);
 
+/// What a change of factors is confirmed with: the current password, or for an account without
+/// one, a current second factor's code ([`Flows::confirm_identity`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmation {
+    pub current_password: String,
+    pub code: String,
+}
+
 /// A proven first factor waiting for the second: not a session of the user (no page of the
 /// account opens), only the right to try the second step for this account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,41 +238,58 @@ impl Flows {
         self.accounts.two_factor_status(user_id)
     }
 
-    /// The rule for changing factors: the right `current_password` when the account has a usable
-    /// password (argon2: call through the hashing limit), else a sign-in within 10 minutes.
-    pub(super) fn confirm_identity(&self, user: &User, current_password: &str) -> anyhow::Result<Option<FieldErrors>> {
-        let message = if user.has_usable_password() {
-            if current_password.is_empty() {
-                Some("Enter your current password.")
-            } else if !self.passwords().verify(&user.password.0, current_password)? {
-                Some("That is not your current password.")
-            } else {
-                None
+    /// The rule for changing factors (CONTRACT.md "Second factors"): the right
+    /// `current_password` when the account has a usable password (argon2: call through the
+    /// hashing limit); without one, a current second factor's `code` (an authenticator code or a
+    /// recovery code, which it spends, with the second step's backoff) once the account has a
+    /// factor, and for its first factor a sign-in within the last 10 minutes.
+    pub(super) fn confirm_identity(&self, user: &User, proof: &Confirmation) -> anyhow::Result<Option<FieldErrors>> {
+        let mut errors = FieldErrors::default();
+        if user.has_usable_password() {
+            if proof.current_password.is_empty() {
+                errors.add(Some(Field::CurrentPassword), "Enter your current password.");
+            } else if !self.passwords().verify(&user.password.0, &proof.current_password)? {
+                errors.add(Some(Field::CurrentPassword), "That is not your current password.");
             }
-        } else if user.last_login.is_some_and(|at| self.now() < at + RECENT_SIGN_IN) {
-            None
-        } else {
-            Some("Sign out and in again, then change your second factors within 10 minutes.")
-        };
-        Ok(message.map(|m| {
-            let mut errors = FieldErrors::default();
-            errors.add(Some(Field::CurrentPassword), m);
-            errors
-        }))
+        } else if factors::has_second_factor(&mut *self.accounts.conn()?, user.id)? {
+            let code = proof.code.trim();
+            if code.is_empty() {
+                errors.add(Some(Field::Code), "Enter a code from your authenticator app, or a recovery code.");
+            } else {
+                match self.accounts.verify_second_factor(user.id, code)? {
+                    SecondFactorCheck::Totp | SecondFactorCheck::RecoveryCode { .. } => {}
+                    SecondFactorCheck::Wrong => errors.add(
+                        Some(Field::Code),
+                        "That code is not right. Enter the code your app shows now, or an unused recovery code.",
+                    ),
+                    SecondFactorCheck::Throttled(throttled) => errors.add(
+                        Some(Field::Code),
+                        format!(
+                            "Too many wrong codes. Try again in {} seconds.",
+                            throttled.retry_after_secs(self.now())
+                        ),
+                    ),
+                }
+            }
+        } else if user.last_login.is_none_or(|at| self.now() >= at + RECENT_SIGN_IN) {
+            errors.add(None, "Sign out and in again, then set up your second factor within 10 minutes.");
+        }
+        Ok((!errors.is_empty()).then_some(errors))
     }
 
     /// `POST /account/two-factor/totp/setup`: a new secret, pending for 10 minutes.
-    pub fn start_totp_setup(&self, user: &User, current_password: &str) -> anyhow::Result<Form<PendingTotp>> {
-        if let Some(errors) = self.confirm_identity(user, current_password)? {
-            return Ok(Form::Invalid(errors));
-        }
-        let mut conn = self.accounts.conn()?;
-        if factors::totp_factor(&mut conn, user.id)?.is_some() {
+    pub fn start_totp_setup(&self, user: &User, proof: &Confirmation) -> anyhow::Result<Form<PendingTotp>> {
+        if factors::totp_factor(&mut *self.accounts.conn()?, user.id)?.is_some() {
             let mut errors = FieldErrors::default();
             errors.add(None, "An authenticator app is already on. Turn it off first to set up another.");
             return Ok(Form::Invalid(errors));
         }
-        let Some(factor_version) = factors::factor_version(&mut conn, user.id)? else { return Ok(Form::NoUser) };
+        if let Some(errors) = self.confirm_identity(user, proof)? {
+            return Ok(Form::Invalid(errors));
+        }
+        let Some(factor_version) = factors::factor_version(&mut *self.accounts.conn()?, user.id)? else {
+            return Ok(Form::NoUser);
+        };
         let secret = TotpSecret::random();
         let sealed = self.factor_keys().seal(secret.expose(), &setup_context(user.id));
         Ok(Form::Done(PendingTotp { user_id: user.id, factor_version, at: self.now(), sealed }))
@@ -315,13 +340,8 @@ impl Flows {
     }
 
     /// `POST /account/two-factor/totp/disable`; recorded and told in the same transaction.
-    pub fn disable_totp(
-        &self,
-        user: &User,
-        current_password: &str,
-        ctx: &RequestContext,
-    ) -> anyhow::Result<Form<bool>> {
-        if let Some(errors) = self.confirm_identity(user, current_password)? {
+    pub fn disable_totp(&self, user: &User, proof: &Confirmation, ctx: &RequestContext) -> anyhow::Result<Form<bool>> {
+        if let Some(errors) = self.confirm_identity(user, proof)? {
             return Ok(Form::Invalid(errors));
         }
         let off = self.transaction(|conn| {
@@ -362,10 +382,10 @@ impl Flows {
     pub fn new_recovery_codes(
         &self,
         user: &User,
-        current_password: &str,
+        proof: &Confirmation,
         ctx: &RequestContext,
     ) -> anyhow::Result<Form<Vec<RecoveryCode>>> {
-        if let Some(errors) = self.confirm_identity(user, current_password)? {
+        if let Some(errors) = self.confirm_identity(user, proof)? {
             return Ok(Form::Invalid(errors));
         }
         let (keys, now) = (self.factor_keys(), self.now());

@@ -26,7 +26,7 @@ on_both_databases!(
 );
 
 /// A browser that asked for a sign-in code for `identifier`.
-fn request_code<'a>(app: &'a TestApp, identifier: &str) -> Browser<'a> {
+pub(crate) fn request_code<'a>(app: &'a TestApp, identifier: &str) -> Browser<'a> {
     let browser = Browser::new(app);
     browser.get("/sign-in/code");
     browser.post("/sign-in/code", &[("identifier", identifier)]).assert_redirect("/sign-in/code/verify");

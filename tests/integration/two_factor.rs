@@ -31,6 +31,7 @@ on_both_databases!(
     a_changed_secret_key_is_no_500,
     cli_reset_two_factor,
     site_name_is_the_issuer_and_in_titles,
+    an_account_without_a_password_confirms_with_a_code,
 );
 
 /// The text of the element with `id`.
@@ -523,4 +524,53 @@ fn site_name_is_the_issuer_and_in_titles(db: &TestDb) {
     let uri = element_text(&page.body, "totp-uri");
     assert!(uri.starts_with("otpauth://totp/Acme%20Login:alice?") && uri.ends_with("&issuer=Acme%20Login"), "{uri}");
     assert!(page.body.contains("Add Acme Login to the app"));
+}
+
+/// CONTRACT "Second factors": an account without a usable password sets up its first factor
+/// within 10 minutes of signing in; from then on each change needs a current factor's `code`
+/// (an authenticator code or a recovery code), not a recent sign-in.
+fn an_account_without_a_password_confirms_with_a_code(db: &TestDb) {
+    use flex_user::domain::Phone;
+    let app = spawn(db, &[]);
+    app.accounts
+        .create_user(flex_user::NewUser::new().phone(Phone::parse(crate::common::flows::ALICE_PHONE, None).unwrap()))
+        .unwrap();
+    let browser = crate::code_sign_in::request_code(&app, crate::common::flows::ALICE_PHONE);
+    let code = crate::common::flows::texted_code(&app, crate::common::flows::ALICE_PHONE, 0);
+    browser.post("/sign-in/code/verify", &[("code", &code)]).assert_redirect("/account");
+
+    // the first factor: the recent sign-in is enough, and no field is asked for
+    let page = browser.get("/account/two-factor");
+    assert!(!page.body.contains("name=\"current_password\"") && !page.body.contains("name=\"code\""), "{}", page.body);
+    browser.post("/account/two-factor/totp/setup", &[]).assert_redirect("/account/two-factor/totp");
+    let page = browser.get("/account/two-factor/totp");
+    let secret = TotpSecret::from_base32(&element_text(&page.body, "totp-secret")).unwrap();
+    browser
+        .post("/account/two-factor/totp", &[("code", &secret.code_at(now(&app)))])
+        .assert_redirect("/account/two-factor/recovery-codes");
+    let codes = recovery_codes(&browser.get("/account/two-factor/recovery-codes").body);
+    assert_eq!(codes.len(), 10);
+    app.clock.advance(secs(30));
+
+    // now the page asks for a code, and the recent sign-in no longer does
+    let page = browser.get("/account/two-factor");
+    assert!(page.body.contains("name=\"code\"") && !page.body.contains("name=\"current_password\""), "{}", page.body);
+    let refused = browser.post("/account/two-factor/totp/disable", &[]);
+    assert_status(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("Enter a code from your authenticator app, or a recovery code."), "{}", refused.body);
+    let refused = browser.post("/account/two-factor/totp/disable", &[("code", "000000")]);
+    assert_status(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    let id = user(&app, crate::common::flows::ALICE_PHONE).unwrap().id;
+    assert!(app.accounts.two_factor_status(id).unwrap().totp, "nothing changed");
+
+    // a recovery code confirms new codes (and is spent); the app's current code turns it off
+    app.clock.advance(secs(2));
+    browser
+        .post("/account/two-factor/recovery-codes", &[("code", &codes[0])])
+        .assert_redirect("/account/two-factor/recovery-codes");
+    browser.get("/account/two-factor");
+    browser
+        .post("/account/two-factor/totp/disable", &[("code", &secret.code_at(now(&app)))])
+        .assert_redirect("/account/two-factor");
+    assert!(!app.accounts.two_factor_status(id).unwrap().totp);
 }

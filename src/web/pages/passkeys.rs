@@ -16,12 +16,12 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
-use super::two_factor::{OVERVIEW, RECOVERY, Section, overview_page, refused, remember_browser};
-use super::{seconds, typed};
+use super::seconds;
+use super::two_factor::{OVERVIEW, PasswordForm, RECOVERY, Section, overview_page, refused, remember_browser};
 use crate::accounts::Throttled;
 use crate::flows::Form;
 use crate::flows::passkeys::{PasskeyAdded, PasskeySignIn};
-use crate::flows::two_factor::{HalfSignIn, SecondStep};
+use crate::flows::two_factor::{Confirmation, HalfSignIn, SecondStep};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, PasskeyRow, PasskeysPart, StepFactors, When};
@@ -122,6 +122,7 @@ fn signed_out() -> HttpResponse {
 struct RegisterStart {
     name: String,
     current_password: String,
+    code: String,
 }
 
 #[derive(Deserialize)]
@@ -146,12 +147,6 @@ struct SecondStepFinish {
     remember: bool,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct PasswordForm {
-    current_password: Option<String>,
-}
-
 /// `POST /account/passkeys`: the add form posted without the script (JavaScript off).
 async fn add_without_script(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?;
@@ -172,7 +167,13 @@ async fn register_start(
     let Some(user) = visitor.user.clone() else { return Ok(signed_out()) };
     let Some(form) = parse::<RegisterStart>(&body) else { return Ok(bad_request()) };
     match state
-        .hashing(move |flows| flows.start_passkey_registration(&user, &form.name, &form.current_password))
+        .hashing(move |flows| {
+            flows.start_passkey_registration(
+                &user,
+                &form.name,
+                &Confirmation { current_password: form.current_password, code: form.code },
+            )
+        })
         .await?
     {
         Form::Done(challenge) => {
@@ -229,8 +230,7 @@ async fn remove(
 ) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?.clone();
     let public_id = path.into_inner();
-    let (password, ctx, checked, id) =
-        (typed(&form.current_password), visitor.context(), user.clone(), public_id.clone());
+    let (password, ctx, checked, id) = (form.confirmation(), visitor.context(), user.clone(), public_id.clone());
     match state.hashing(move |flows| flows.remove_passkey(&checked, &id, &password, &ctx)).await? {
         Form::Done(true) => Ok(crate::web::visitor::see_other(OVERVIEW)),
         Form::Done(false) => Ok(crate::web::error::error_page(StatusCode::NOT_FOUND, Some(visitor.chrome()), None)),

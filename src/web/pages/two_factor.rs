@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{form_errors, seconds, too_many, typed};
 use crate::accounts::User;
 use crate::flows::Form;
-use crate::flows::two_factor::{SecondStep, TotpConfirm};
+use crate::flows::two_factor::{Confirmation, SecondStep, TotpConfirm};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
 use crate::web::views::{
@@ -35,10 +35,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(SECOND_STEP, web::post().to(second_step));
 }
 
+/// A factor change's confirmation: `current_password`, or without one a current factor's `code`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct PasswordForm {
     current_password: Option<String>,
+    code: Option<String>,
+}
+
+impl PasswordForm {
+    pub(crate) fn confirmation(&self) -> Confirmation {
+        Confirmation { current_password: typed(&self.current_password), code: typed(&self.code) }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -114,9 +122,9 @@ pub async fn start_setup(
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?.clone();
-    let password = typed(&form.current_password);
+    let proof = form.confirmation();
     let checked = user.clone();
-    match state.hashing(move |flows| flows.start_totp_setup(&checked, &password)).await? {
+    match state.hashing(move |flows| flows.start_totp_setup(&checked, &proof)).await? {
         Form::Done(pending) => {
             visitor.session.set_totp_setup(&pending)?;
             Ok(see_other(TOTP))
@@ -197,9 +205,9 @@ pub async fn disable(
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?.clone();
-    let password = typed(&form.current_password);
+    let proof = form.confirmation();
     let (checked, ctx) = (user.clone(), visitor.context());
-    match state.hashing(move |flows| flows.disable_totp(&checked, &password, &ctx)).await? {
+    match state.hashing(move |flows| flows.disable_totp(&checked, &proof, &ctx)).await? {
         Form::Done(_) => Ok(see_other(OVERVIEW)),
         Form::Invalid(errors) => refused(&state, &visitor, &user, Section::Totp, &errors).await,
         Form::NoUser => Err(AppError::Redirect("/sign-in".into())),
@@ -227,9 +235,9 @@ pub async fn new_recovery(
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
     let user = visitor.require_user(OVERVIEW)?.clone();
-    let password = typed(&form.current_password);
+    let proof = form.confirmation();
     let (checked, ctx) = (user.clone(), visitor.context());
-    match state.hashing(move |flows| flows.new_recovery_codes(&checked, &password, &ctx)).await? {
+    match state.hashing(move |flows| flows.new_recovery_codes(&checked, &proof, &ctx)).await? {
         Form::Done(codes) => {
             visitor.session.set_fresh_codes(&state.flows.seal_fresh_codes(user.id, &codes))?;
             Ok(see_other(RECOVERY))

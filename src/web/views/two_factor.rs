@@ -63,6 +63,11 @@ impl PasskeyRow {
     pub fn password_id(&self) -> String {
         format!("passkey-remove-password-{}", self.public_id)
     }
+
+    /// The id of its remove form's code field (accounts without a password).
+    pub fn code_id(&self) -> String {
+        format!("passkey-remove-code-{}", self.public_id)
+    }
 }
 
 /// `GET /account/two-factor/totp`: the pending secret, its URI and QR code, and the code form.
