@@ -28,6 +28,7 @@ on_both_databases!(
     operator_reset_and_unverified_channel_remove_passkeys,
     regression_removing_passkeys_records_passkeys,
     not_offered_when_the_public_url_is_an_ip,
+    concurrent_finishes_win_once,
 );
 
 /// The app at `http://localhost:PORT` (relying party id `localhost`).
@@ -454,4 +455,54 @@ fn not_offered_when_the_public_url_is_an_ip(db: &TestDb) {
     assert_status(&browser.post_json("/sign-in/passkey/start", &json!({})), StatusCode::NOT_FOUND);
     // everything else works
     browser.sign_in("alice", PASSWORD).assert_redirect("/account");
+}
+
+/// Every ceremony's finish is a check-then-act: one assertion posted by 8 clients at once signs
+/// in once (the challenge's DELETE), and two additions begun under one factor version and
+/// finished at once add one passkey (the factor version's compare-and-swap).
+fn concurrent_finishes_win_once(db: &TestDb) {
+    let app = localhost(db);
+    let (browser, mut key) = alice_with_passkey(&app);
+    browser.post("/sign-out", &[]).assert_redirect("/");
+    let starter = Browser::new(&app);
+    starter.get("/sign-in");
+    let options = json_of(&starter.post_json("/sign-in/passkey/start", &json!({})));
+    let body = json!({"challenge": options["challenge"], "credential": key.assert(&options["publicKey"])});
+    let clients: Vec<Browser> = (0..8).map(|_| Browser::new(&app)).collect();
+    for client in &clients {
+        client.get("/sign-in");
+    }
+    let statuses = crate::common::at_once(8, |i| clients[i].post_json("/sign-in/passkey/finish", &body).status);
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    // the rest lost the claim of the credential's backoff turn (429) or found the challenge gone
+    let refused = [StatusCode::OK, StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS];
+    assert!(statuses.iter().all(|s| refused.contains(s)), "{statuses:?}");
+    let id = user(&app, "alice").unwrap().id;
+    let sign_ins = events(&app, id).into_iter().filter(|e| *e == Event::SignedIn(SignInMethod::Passkey)).count();
+    assert_eq!(sign_ins, 1);
+
+    app.clock.advance(secs(2)); // past a loser's backoff window
+    let browser = Browser::new(&app);
+    let signed_in = passkey_sign_in(&browser, &mut key);
+    assert_status(&signed_in, StatusCode::OK);
+    browser.get("/account/two-factor");
+    let starts: Vec<Value> = (0..2)
+        .map(|n| {
+            let start = browser.post_json(
+                "/account/passkeys/register/start",
+                &json!({"name": format!("Key {n}"), "current_password": PASSWORD}),
+            );
+            json_of(&start)
+        })
+        .collect();
+    let mut keys: Vec<SoftAuthenticator> = (0..2).map(|_| SoftAuthenticator::new(&origin(&app))).collect();
+    let bodies: Vec<Value> = starts
+        .iter()
+        .zip(keys.iter_mut())
+        .map(|(options, k)| json!({"challenge": options["challenge"], "credential": k.register(&options["publicKey"])}))
+        .collect();
+    let statuses =
+        crate::common::at_once(2, |i| browser.post_json("/account/passkeys/register/finish", &bodies[i]).status);
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    assert_eq!(app.accounts.two_factor_status(id).unwrap().passkeys, 2, "Laptop and one of the two");
 }
