@@ -368,9 +368,7 @@ impl Flows {
                 None
             };
             if let Some(message) = message {
-                let mut errors = FieldErrors::default();
-                errors.add(Some(Field::CurrentPassword), message);
-                return Ok(Form::Invalid(errors));
+                return Ok(Form::Invalid(FieldErrors::one(Some(Field::CurrentPassword), message)));
             }
         }
         Form::from_account(self.update_identifiers(user.id, changes, ctx))

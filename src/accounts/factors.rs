@@ -395,12 +395,19 @@ pub(crate) fn disable_totp_in(conn: &mut AnyConnection, user_id: i64) -> QueryRe
     )
     .execute(conn)?;
     if removed > 0 {
-        if !has_second_factor(conn, user_id)? {
-            diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
-        }
-        bump_factor_version(conn, user_id)?;
+        factor_removed_in(conn, user_id)?;
     }
     Ok(removed > 0)
+}
+
+/// After one of the account's factors was removed (the app, a passkey): with no second factor
+/// left the recovery codes go too, and the factor version moves. Run inside its transaction.
+pub(crate) fn factor_removed_in(conn: &mut AnyConnection, user_id: i64) -> QueryResult<()> {
+    if !has_second_factor(conn, user_id)? {
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
+    }
+    bump_factor_version(conn, user_id)?;
+    Ok(())
 }
 
 /// Removes every second factor and recovery code of the account (the operator's reset, the

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{Passkey, Uuid};
 
 use super::factors::{self, FactorKeys, RecoveryCode};
-use crate::db::schema::{passkey_challenges, recovery_codes, second_factors};
+use crate::db::schema::{passkey_challenges, second_factors};
 use crate::db::{AnyConnection, db_time};
 use crate::secret::SecretKey;
 
@@ -217,10 +217,7 @@ pub(crate) fn remove_in(conn: &mut AnyConnection, user_id: i64, public_id: &str)
     if removed == 0 {
         return Ok(false);
     }
-    if !factors::has_second_factor(conn, user_id)? {
-        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
-    }
-    factors::bump_factor_version(conn, user_id)?;
+    factors::factor_removed_in(conn, user_id)?;
     Ok(true)
 }
 

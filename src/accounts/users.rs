@@ -76,6 +76,11 @@ impl Field {
 pub struct FieldErrors(pub Vec<(Option<Field>, String)>);
 
 impl FieldErrors {
+    /// Just one message (`field: None`: for the whole form).
+    pub fn one(field: Option<Field>, message: impl Into<String>) -> FieldErrors {
+        FieldErrors(vec![(field, message.into())])
+    }
+
     pub fn add(&mut self, field: Option<Field>, message: impl Into<String>) {
         self.0.push((field, message.into()));
     }
@@ -371,9 +376,7 @@ fn race_message(constraint: &str) -> Option<FieldErrors> {
 
 /// The seed's refusal of a user with none of username, email and phone.
 fn no_identifier() -> AccountError {
-    let mut errors = FieldErrors::default();
-    errors.add(None, NEED_AN_IDENTIFIER);
-    AccountError::Invalid(errors)
+    AccountError::Invalid(FieldErrors::one(None, NEED_AN_IDENTIFIER))
 }
 
 /// A write's error, with a lost uniqueness race as the field's message.

@@ -162,7 +162,7 @@ impl Flows {
         name: &str,
         proof: &Confirmation,
     ) -> anyhow::Result<Form<Challenge>> {
-        let Some(rp) = &self.relying_party else { return Ok(Form::Invalid(general(NOT_OFFERED))) };
+        let Some(rp) = &self.relying_party else { return Ok(Form::Invalid(FieldErrors::one(None, NOT_OFFERED))) };
         let name = name.trim();
         let mut errors = FieldErrors::default();
         if name.is_empty() {
@@ -183,7 +183,10 @@ impl Flows {
         let mut conn = self.accounts.conn()?;
         let existing = passkeys::stored_of(&mut conn, user.id)?;
         if existing.len() as i64 >= PASSKEYS_MAX {
-            return Ok(Form::Invalid(general("You have as many passkeys as an account can have. Remove one first.")));
+            return Ok(Form::Invalid(FieldErrors::one(
+                None,
+                "You have as many passkeys as an account can have. Remove one first.",
+            )));
         }
         let Some(factor_version) = factors::factor_version(&mut conn, user.id)? else { return Ok(Form::NoUser) };
         let handle = passkeys::user_handle(&self.secret, user.id);
@@ -480,12 +483,6 @@ impl Flows {
         }
         Ok(Form::Done(removed))
     }
-}
-
-fn general(message: &str) -> FieldErrors {
-    let mut errors = FieldErrors::default();
-    errors.add(None, message);
-    errors
 }
 
 #[cfg(test)]

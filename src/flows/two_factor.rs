@@ -280,9 +280,8 @@ impl Flows {
     /// `POST /account/two-factor/totp/setup`: a new secret, pending for 10 minutes.
     pub fn start_totp_setup(&self, user: &User, proof: &Confirmation) -> anyhow::Result<Form<PendingTotp>> {
         if factors::totp_factor(&mut *self.accounts.conn()?, user.id)?.is_some() {
-            let mut errors = FieldErrors::default();
-            errors.add(None, "An authenticator app is already on. Turn it off first to set up another.");
-            return Ok(Form::Invalid(errors));
+            let message = "An authenticator app is already on. Turn it off first to set up another.";
+            return Ok(Form::Invalid(FieldErrors::one(None, message)));
         }
         if let Some(errors) = self.confirm_identity(user, proof)? {
             return Ok(Form::Invalid(errors));
@@ -402,14 +401,10 @@ impl Flows {
                 tracing::info!(event = "recovery_codes_new", user_id = user.id, "new recovery codes");
                 Ok(Form::Done(codes))
             }
-            None => {
-                let mut errors = FieldErrors::default();
-                errors.add(
-                    None,
-                    "Recovery codes come with a second factor: set up an authenticator app or add a passkey first.",
-                );
-                Ok(Form::Invalid(errors))
-            }
+            None => Ok(Form::Invalid(FieldErrors::one(
+                None,
+                "Recovery codes come with a second factor: set up an authenticator app or add a passkey first.",
+            ))),
         }
     }
 
