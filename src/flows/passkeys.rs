@@ -179,7 +179,6 @@ impl Flows {
         if let Some(errors) = self.confirm_identity(user, proof)? {
             return Ok(Form::Invalid(errors));
         }
-        let now = self.now();
         let mut conn = self.accounts.conn()?;
         let existing = passkeys::stored_of(&mut conn, user.id)?;
         if existing.len() as i64 >= PASSKEYS_MAX {
@@ -200,14 +199,22 @@ impl Flows {
             selection["requireResidentKey"] = true.into();
         }
         let ceremony = RegisterCeremony { user_id: user.id, factor_version, name: name.to_owned(), handle, state };
-        let id = passkeys::store_challenge(
-            &mut conn,
-            ChallengeKind::Register,
-            Some(user.id),
-            &serde_json::to_string(&ceremony)?,
-            now,
-        )?;
-        Ok(Form::Done(Challenge { challenge: id, public_key: public_key["publicKey"].take() }))
+        Ok(Form::Done(self.issue(&mut conn, ChallengeKind::Register, Some(user.id), public_key, &ceremony)?))
+    }
+
+    /// Keeps `ceremony` (webauthn-rs's state and what it is bound to) for its finish, and
+    /// answers the browser with `options` (webauthn-rs's `{"publicKey": …}`) and the id to post
+    /// back.
+    fn issue(
+        &self,
+        conn: &mut AnyConnection,
+        kind: ChallengeKind,
+        owner: Option<i64>,
+        mut options: serde_json::Value,
+        ceremony: &impl Serialize,
+    ) -> anyhow::Result<Challenge> {
+        let id = passkeys::store_challenge(conn, kind, owner, &serde_json::to_string(ceremony)?, self.now())?;
+        Ok(Challenge { challenge: id, public_key: options["publicKey"].take() })
     }
 
     /// The second call of adding a passkey: the browser's `credential` for the ceremony
@@ -272,12 +279,10 @@ impl Flows {
     pub fn start_passkey_sign_in(&self) -> anyhow::Result<Option<Challenge>> {
         let Some(rp) = &self.relying_party else { return Ok(None) };
         let (options, state) = rp.0.start_discoverable_authentication()?;
-        let mut public_key = serde_json::to_value(&options)?;
-        let ceremony = serde_json::to_string(&SignInCeremony { state })?;
-        let id =
-            passkeys::store_challenge(&mut *self.accounts.conn()?, ChallengeKind::SignIn, None, &ceremony, self.now())?;
         // the script chooses the mediation: conditional for the autofill, none for the button
-        Ok(Some(Challenge { challenge: id, public_key: public_key["publicKey"].take() }))
+        let options = serde_json::to_value(&options)?;
+        let ceremony = SignInCeremony { state };
+        Ok(Some(self.issue(&mut *self.accounts.conn()?, ChallengeKind::SignIn, None, options, &ceremony)?))
     }
 
     /// The second call of signing in with a passkey alone. Signed in (recorded by
@@ -372,10 +377,9 @@ impl Flows {
             return Ok(None);
         }
         let (options, state) = rp.0.start_passkey_authentication(&credentials)?;
-        let mut public_key = serde_json::to_value(&options)?;
-        let ceremony = serde_json::to_string(&SecondStepCeremony { half: half.clone(), state })?;
-        let id = passkeys::store_challenge(&mut conn, ChallengeKind::SecondStep, Some(user.id), &ceremony, self.now())?;
-        Ok(Some(Challenge { challenge: id, public_key: public_key["publicKey"].take() }))
+        let options = serde_json::to_value(&options)?;
+        let ceremony = SecondStepCeremony { half: half.clone(), state };
+        Ok(Some(self.issue(&mut conn, ChallengeKind::SecondStep, Some(user.id), options, &ceremony)?))
     }
 
     /// The second call of a passkey as the second step: void as the half sign-in is; the

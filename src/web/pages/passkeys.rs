@@ -20,7 +20,7 @@ use super::seconds;
 use super::two_factor::{OVERVIEW, PasswordForm, RECOVERY, Section, overview_page, refused, remember_browser};
 use crate::accounts::Throttled;
 use crate::flows::Form;
-use crate::flows::passkeys::{PasskeyAdded, PasskeySignIn};
+use crate::flows::passkeys::{Challenge, PasskeyAdded, PasskeySignIn};
 use crate::flows::two_factor::{Confirmation, HalfSignIn, SecondStep};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
@@ -54,6 +54,11 @@ async fn script() -> HttpResponse {
 
 fn json_answer(status: StatusCode, body: serde_json::Value) -> HttpResponse {
     HttpResponse::build(status).content_type("application/json").body(body.to_string())
+}
+
+/// A ceremony's first answer: the options for `navigator.credentials` and the id to post back.
+fn options(challenge: &Challenge) -> Result<HttpResponse, AppError> {
+    Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?))
 }
 
 fn refusal(status: StatusCode, error: &str, message: &str) -> HttpResponse {
@@ -176,9 +181,7 @@ async fn register_start(
         })
         .await?
     {
-        Form::Done(challenge) => {
-            Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?))
-        }
+        Form::Done(challenge) => options(&challenge),
         Form::Invalid(errors) => {
             let fields: serde_json::Map<String, serde_json::Value> = errors
                 .0
@@ -241,9 +244,7 @@ async fn remove(
 
 async fn sign_in_start(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     match state.flow(|flows| flows.start_passkey_sign_in()).await? {
-        Some(challenge) => {
-            Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?))
-        }
+        Some(challenge) => options(&challenge),
         None => Ok(refusal(StatusCode::NOT_FOUND, "not_found", "Passkeys are not offered on this site.")),
     }
 }
@@ -303,9 +304,7 @@ async fn second_step_start(state: web::Data<AppState>, visitor: Visitor) -> Resu
         return Ok(start_again("expired", "Sign in with your password again.", "/sign-in"));
     };
     match state.flow(move |flows| flows.start_passkey_second_step(&half)).await? {
-        Some(challenge) => {
-            Ok(json_answer(StatusCode::OK, serde_json::to_value(challenge).map_err(anyhow::Error::new)?))
-        }
+        Some(challenge) => options(&challenge),
         // void, or no passkey any more: the page, reloaded, says which
         None => Ok(start_again("expired", STALE, "/sign-in/two-factor")),
     }
