@@ -144,11 +144,10 @@ impl Flows {
         Ok(self.passkeys_offered() && passkeys::count(&mut *self.accounts.conn()?, user_id)? > 0)
     }
 
-    /// What the second step of a holding half sign-in can offer: (a passkey, where passkeys work;
-    /// an authenticator app). Both false when it no longer holds.
-    pub fn half_sign_in_factors(&self, half: &HalfSignIn) -> anyhow::Result<(bool, bool)> {
-        let Some(user) = self.half_sign_in_user(half)? else { return Ok((false, false)) };
-        let status = self.two_factor_status(user.id)?;
+    /// What the second step can offer the account (of a half sign-in that holds): (a passkey,
+    /// where passkeys work; an authenticator app).
+    pub fn second_step_factors(&self, user_id: i64) -> anyhow::Result<(bool, bool)> {
+        let status = self.two_factor_status(user_id)?;
         Ok((self.passkeys_offered() && status.passkeys > 0, status.totp))
     }
 

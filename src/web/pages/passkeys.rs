@@ -21,7 +21,7 @@ use super::two_factor::{OVERVIEW, PasswordForm, RECOVERY, Section, overview_page
 use crate::accounts::Throttled;
 use crate::flows::Form;
 use crate::flows::passkeys::{Challenge, PasskeyAdded, PasskeySignIn};
-use crate::flows::two_factor::{Confirmation, HalfSignIn, SecondStep};
+use crate::flows::two_factor::{Confirmation, SecondStep};
 use crate::metrics::{self, SignInResult};
 use crate::web::error::AppError;
 use crate::web::views::{FormErrors, PasskeyRow, PasskeysPart, StepFactors, When};
@@ -291,11 +291,10 @@ pub(crate) async fn part(state: &AppState, user_id: i64) -> Result<PasskeysPart,
     Ok(PasskeysPart { offered, list, ..PasskeysPart::default() })
 }
 
-/// What `/sign-in/two-factor` offers this half sign-in's account: the passkey button, the
-/// authenticator app's code.
-pub(crate) async fn offered_for(state: &AppState, half: &HalfSignIn) -> Result<StepFactors, AppError> {
-    let half = half.clone();
-    let (passkey, app) = state.flow(move |flows| flows.half_sign_in_factors(&half)).await?;
+/// What `/sign-in/two-factor` offers the account of a half sign-in that holds: the passkey
+/// button, the authenticator app's code.
+pub(crate) async fn offered_for(state: &AppState, user_id: i64) -> Result<StepFactors, AppError> {
+    let (passkey, app) = state.flow(move |flows| flows.second_step_factors(user_id)).await?;
     Ok(StepFactors { passkey, app })
 }
 

@@ -264,21 +264,24 @@ fn second_step_view(
     }
 }
 
-/// The half sign-in of this session while it holds; otherwise it is dropped and the visitor
-/// goes back to `/sign-in`.
-async fn holding_half(state: &AppState, visitor: &Visitor) -> Result<crate::flows::two_factor::HalfSignIn, AppError> {
+/// The half sign-in of this session while it holds, with its account's id; otherwise it is
+/// dropped and the visitor goes back to `/sign-in`.
+async fn holding_half(
+    state: &AppState,
+    visitor: &Visitor,
+) -> Result<(crate::flows::two_factor::HalfSignIn, i64), AppError> {
     let Some(half) = visitor.session.half_sign_in() else { return Err(AppError::Redirect("/sign-in".into())) };
     let checked = half.clone();
-    if state.flow(move |flows| flows.half_sign_in_user(&checked)).await?.is_none() {
+    let Some(user) = state.flow(move |flows| flows.half_sign_in_user(&checked)).await? else {
         visitor.session.clear_half_sign_in();
         return Err(AppError::Redirect("/sign-in".into()));
-    }
-    Ok(half)
+    };
+    Ok((half, user.id))
 }
 
 pub async fn show_second_step(state: web::Data<AppState>, visitor: Visitor) -> Result<HttpResponse, AppError> {
-    let half = holding_half(&state, &visitor).await?;
-    let factors = super::passkeys::offered_for(&state, &half).await?;
+    let (half, user_id) = holding_half(&state, &visitor).await?;
+    let factors = super::passkeys::offered_for(&state, user_id).await?;
     Ok(html(StatusCode::OK, &second_step_view(&state, &visitor, &half.next, FormErrors::default(), factors)))
 }
 
@@ -287,7 +290,7 @@ pub async fn second_step(
     visitor: Visitor,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
-    let half = holding_half(&state, &visitor).await?;
+    let (half, user_id) = holding_half(&state, &visitor).await?;
     let code = typed(&form.code);
     let remember = form.remember.as_deref() == Some("on") && state.settings.trusted_browser_days > 0;
     let (checked, ctx) = (half.clone(), visitor.context());
@@ -307,7 +310,7 @@ pub async fn second_step(
             );
             let errors =
                 FormErrors::default().with_general(format!("Too many wrong codes. Try again in {}.", seconds(secs)));
-            let factors = super::passkeys::offered_for(&state, &half).await?;
+            let factors = super::passkeys::offered_for(&state, user_id).await?;
             let page =
                 html(StatusCode::TOO_MANY_REQUESTS, &second_step_view(&state, &visitor, &half.next, errors, factors));
             Ok(too_many(page, secs))
@@ -319,7 +322,7 @@ pub async fn second_step(
                 "code",
                 "That code is not right. Enter the code your app shows now, or an unused recovery code.",
             );
-            let factors = super::passkeys::offered_for(&state, &half).await?;
+            let factors = super::passkeys::offered_for(&state, user_id).await?;
             Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &second_step_view(&state, &visitor, &half.next, errors, factors)))
         }
         SecondStep::SignedIn { user, recovery_left } => {
